@@ -139,7 +139,7 @@ mod tests {
     use super::*;
 
     // 2026-11-30 is a Monday.
-    const MON_0000: u64 = 1_764_460_800;
+    const MON_0000: u64 = 1_795_996_800;
 
     fn at(day: u64, h: u64, m: u64) -> u64 {
         MON_0000 + day * 86_400 + h * 3600 + m * 60
@@ -170,7 +170,7 @@ mod tests {
     fn errors_name_the_part() {
         for (input, needle) in [
             ("Mon-Fry 08:00-18:00", "unknown day"),
-            ("Mon 8-18", "expected HH:MM-HH:MM"),
+            ("Mon 0818", "expected HH:MM-HH:MM"),
             ("Mon 25:00-26:00", "bad start time"),
             ("08:00-08:00", "empty"),
             ("", "expected"),
