@@ -69,44 +69,67 @@ pub fn client_token(owner: &str, agent: &str) -> String {
 }
 
 impl Reconciler {
-    pub(super) async fn act(&mut self, actions: &[Action], now: Instant, wall_ms: u64) -> ActReport {
+    pub(super) async fn act(
+        &mut self,
+        actions: &[Action],
+        now: Instant,
+        wall_ms: u64,
+    ) -> ActReport {
         let mut report = ActReport::default();
         let mut terminations: BTreeMap<usize, Vec<(String, CloudId, String)>> = BTreeMap::new();
         for action in actions {
             match action {
-                Action::Launch { template, count, serves } => {
-                    self.launch(template, *count, serves, now, wall_ms, &mut report).await;
+                Action::Launch {
+                    template,
+                    count,
+                    serves,
+                } => {
+                    self.launch(template, *count, serves, now, wall_ms, &mut report)
+                        .await;
                 }
-                Action::Drain { agent, reason } => match self.jenkins.drain_node(agent, reason).await {
-                    Ok(()) => {
-                        if let Some(a) = self.agents.get_mut(agent) {
-                            a.draining = true;
-                            a.set_state(AgentState::Draining, now);
+                Action::Drain { agent, reason } => {
+                    match self.jenkins.drain_node(agent, reason).await {
+                        Ok(()) => {
+                            if let Some(a) = self.agents.get_mut(agent) {
+                                a.draining = true;
+                                a.set_state(AgentState::Draining, now);
+                            }
+                            tracing::info!(agent, reason, "drained");
+                            report.drained.push(agent.clone());
                         }
-                        tracing::info!(agent, reason, "drained");
-                        report.drained.push(agent.clone());
-                    }
-                    Err(e) => report.errors.push(StepError {
-                        step: "drain_node",
-                        agent: Some(agent.clone()),
-                        template: None,
-                        class: e.class(),
-                        message: e.to_string(),
-                    }),
-                },
-                Action::Terminate { agent, cloud_id: Some(id), reason } => {
-                    match self.backend_of(agent) {
-                        Some(b) => terminations.entry(b).or_default().push((agent.clone(), id.clone(), reason.clone())),
-                        None => report.errors.push(StepError {
-                            step: "terminate",
+                        Err(e) => report.errors.push(StepError {
+                            step: "drain_node",
                             agent: Some(agent.clone()),
                             template: None,
-                            class: ErrorClass::Permanent,
-                            message: "no configured backend owns this agent's resource".into(),
+                            class: e.class(),
+                            message: e.to_string(),
                         }),
                     }
                 }
-                Action::Terminate { agent, cloud_id: None, reason } | Action::DeleteNode { agent, reason } => {
+                Action::Terminate {
+                    agent,
+                    cloud_id: Some(id),
+                    reason,
+                } => match self.backend_of(agent) {
+                    Some(b) => terminations.entry(b).or_default().push((
+                        agent.clone(),
+                        id.clone(),
+                        reason.clone(),
+                    )),
+                    None => report.errors.push(StepError {
+                        step: "terminate",
+                        agent: Some(agent.clone()),
+                        template: None,
+                        class: ErrorClass::Permanent,
+                        message: "no configured backend owns this agent's resource".into(),
+                    }),
+                },
+                Action::Terminate {
+                    agent,
+                    cloud_id: None,
+                    reason,
+                }
+                | Action::DeleteNode { agent, reason } => {
                     self.delete_node(agent, reason, now, &mut report).await;
                 }
             }
@@ -153,7 +176,10 @@ impl Reconciler {
                 executors: template.executors,
                 remote_fs: template.remote_fs.clone(),
                 mode: template.mode,
-                web_socket: matches!(self.config.endpoint.transport, crate::backend::AgentTransport::WebSocket),
+                web_socket: matches!(
+                    self.config.endpoint.transport,
+                    crate::backend::AgentTransport::WebSocket
+                ),
             };
             let step_err = |step, e: crate::jenkins::JenkinsError| StepError {
                 step,
@@ -175,7 +201,8 @@ impl Reconciler {
                 }
             };
             let item_serves: Vec<u64> = serves.iter().skip(i * per).take(per).copied().collect();
-            let mut agent = Agent::requested(name.clone(), template.name.clone(), template.executors, now);
+            let mut agent =
+                Agent::requested(name.clone(), template.name.clone(), template.executors, now);
             agent.node_exists = true;
             agent.serving = item_serves;
             agent.set_state(AgentState::Launching, now);
@@ -188,15 +215,22 @@ impl Reconciler {
         }
         let batch_size = backend.capabilities().max_launch_batch.max(1);
         for chunk in launches.chunks(batch_size) {
-            let batch = LaunchBatch { template: &template, jenkins: &self.config.endpoint, agents: chunk };
+            let batch = LaunchBatch {
+                template: &template,
+                jenkins: &self.config.endpoint,
+                agents: chunk,
+            };
             let outcomes = backend.launch(batch).await;
             for launch in chunk {
                 let outcome = outcomes.iter().find(|o| o.agent_name == launch.agent_name);
                 let result = match outcome {
                     Some(o) => o.result.clone(),
-                    None => Err(crate::backend::BackendError::transient("backend returned no outcome for this agent")),
+                    None => Err(crate::backend::BackendError::transient(
+                        "backend returned no outcome for this agent",
+                    )),
                 };
-                self.record_launch(&template, &launch.agent_name, result, now, report).await;
+                self.record_launch(&template, &launch.agent_name, result, now, report)
+                    .await;
             }
         }
     }
@@ -212,7 +246,9 @@ impl Reconciler {
         match result {
             Ok(id) => {
                 self.backoff.succeeded(&template.name);
-                let Some(agent) = self.agents.get_mut(name) else { return };
+                let Some(agent) = self.agents.get_mut(name) else {
+                    return;
+                };
                 agent.cloud_id = Some(id.clone());
                 agent.cloud_state = Some(CloudState::Pending);
                 tracing::info!(
@@ -263,7 +299,10 @@ impl Reconciler {
             let ids: Vec<CloudId> = chunk.iter().map(|(_, id, _)| id.clone()).collect();
             let outcomes = backend.terminate(&ids, &chunk[0].2).await;
             for (agent, id, reason) in chunk {
-                let result = outcomes.iter().find(|o| &o.id == id).map(|o| o.result.clone());
+                let result = outcomes
+                    .iter()
+                    .find(|o| &o.id == id)
+                    .map(|o| o.result.clone());
                 match result {
                     Some(Ok(())) => {
                         tracing::info!(agent, cloud_id = %id, reason, "terminating");
@@ -276,7 +315,9 @@ impl Reconciler {
                     other => {
                         let e = match other {
                             Some(Err(e)) => e,
-                            _ => crate::backend::BackendError::transient("backend returned no outcome"),
+                            _ => crate::backend::BackendError::transient(
+                                "backend returned no outcome",
+                            ),
                         };
                         report.errors.push(StepError {
                             step: "terminate",
@@ -291,7 +332,13 @@ impl Reconciler {
         }
     }
 
-    async fn delete_node(&mut self, agent: &str, reason: &str, now: Instant, report: &mut ActReport) {
+    async fn delete_node(
+        &mut self,
+        agent: &str,
+        reason: &str,
+        now: Instant,
+        report: &mut ActReport,
+    ) {
         match self.jenkins.delete_node(agent).await {
             Ok(()) => {
                 tracing::info!(agent, reason, "node deleted");

@@ -55,7 +55,10 @@ pub struct Backoff {
 impl Backoff {
     /// Empty state with `policy`.
     pub fn new(policy: BackoffPolicy) -> Self {
-        Self { policy, entries: BTreeMap::new() }
+        Self {
+            policy,
+            entries: BTreeMap::new(),
+        }
     }
 
     /// Records a failed launch; returns whether this starts a new episode (the
@@ -68,15 +71,17 @@ impl Backoff {
             ErrorClass::Transient => (p.transient, p.max_retryable),
             _ => (p.permanent, p.max_permanent),
         };
-        let entry = self
-            .entries
-            .entry(template.to_owned())
-            .or_insert(Entry { failures: 0, until: now });
+        let entry = self.entries.entry(template.to_owned()).or_insert(Entry {
+            failures: 0,
+            until: now,
+        });
         let first = entry.failures == 0;
         // Several agents of one batch fail together: count the batch once.
         if entry.until <= now || first {
             entry.failures += 1;
-            let delay = base.saturating_mul(1 << (entry.failures - 1).min(10)).min(max);
+            let delay = base
+                .saturating_mul(1 << (entry.failures - 1).min(10))
+                .min(max);
             entry.until = now + delay;
         }
         first
@@ -89,7 +94,10 @@ impl Backoff {
 
     /// Templates held back, with the time they may launch again.
     pub fn blocked_until(&self) -> BTreeMap<String, Instant> {
-        self.entries.iter().map(|(k, e)| (k.clone(), e.until)).collect()
+        self.entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.until))
+            .collect()
     }
 }
 
@@ -103,7 +111,10 @@ mod tests {
         let t0 = Instant::now();
         assert!(b.failed("t", ErrorClass::Permanent, t0));
         assert_eq!(b.blocked_until()["t"], t0 + Duration::from_secs(300));
-        assert!(!b.failed("t", ErrorClass::Permanent, t0), "same batch: counted once");
+        assert!(
+            !b.failed("t", ErrorClass::Permanent, t0),
+            "same batch: counted once"
+        );
         assert_eq!(b.blocked_until()["t"], t0 + Duration::from_secs(300));
         let t1 = t0 + Duration::from_secs(301);
         assert!(!b.failed("t", ErrorClass::Permanent, t1));

@@ -192,7 +192,10 @@ impl Reconciler {
             instance_backend: BTreeMap::new(),
             strategy,
             agents: BTreeMap::new(),
-            clock: WallClock { epoch_ms, start: Instant::now() },
+            clock: WallClock {
+                epoch_ms,
+                start: Instant::now(),
+            },
             rng,
         }
     }
@@ -217,29 +220,37 @@ impl Reconciler {
         let now = Instant::now();
         let demand = self.jenkins.demand().await?;
         let nodes = self.jenkins.nodes().await?;
-        let mut obs = Observation { wall_ms: self.clock.now_ms(now), ..Observation::default() };
+        let mut obs = Observation {
+            wall_ms: self.clock.now_ms(now),
+            ..Observation::default()
+        };
         for node in nodes {
             obs.nodes.insert(node.name.clone(), node);
         }
         self.instance_backend.clear();
         for (index, backend) in self.backends.iter().enumerate() {
-            let listed = backend.list_owned().await.map_err(|error| ObserveError::Backend {
-                backend: backend.kind().to_owned(),
-                error,
-            })?;
+            let listed = backend
+                .list_owned()
+                .await
+                .map_err(|error| ObserveError::Backend {
+                    backend: backend.kind().to_owned(),
+                    error,
+                })?;
             for instance in listed {
                 let newer = match obs.instances.get(&instance.agent_name) {
                     Some(existing) => existing.state.is_gone() && !instance.state.is_gone(),
                     None => true,
                 };
                 if newer {
-                    self.instance_backend.insert(instance.agent_name.clone(), index);
+                    self.instance_backend
+                        .insert(instance.agent_name.clone(), index);
                     obs.instances.insert(instance.agent_name.clone(), instance);
                 }
             }
         }
         state::absorb(&mut self.agents, &obs, now, self.config.orphan_grace);
-        self.agents.retain(|_, a| a.state != crate::lifecycle::AgentState::Terminated);
+        self.agents
+            .retain(|_, a| a.state != crate::lifecycle::AgentState::Terminated);
         Ok(demand)
     }
 
@@ -280,8 +291,11 @@ impl Reconciler {
 
     /// Runs passes every `poll_interval` until `shutdown` completes; the pass in
     /// progress is finished first. Each report goes to `on_pass`.
-    pub async fn run<F>(&mut self, shutdown: F, mut on_pass: impl FnMut(&Result<PassReport, ObserveError>))
-    where
+    pub async fn run<F>(
+        &mut self,
+        shutdown: F,
+        mut on_pass: impl FnMut(&Result<PassReport, ObserveError>),
+    ) where
         F: Future<Output = ()>,
     {
         tokio::pin!(shutdown);
@@ -300,3 +314,7 @@ impl Reconciler {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "act_tests.rs"]
+mod act_tests;

@@ -114,8 +114,11 @@ pub struct PlanInput<'a> {
 /// Decides the actions of one pass. Pure but for the strategy's own state.
 pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> Plan {
     let mut out = Plan::default();
-    let templates: BTreeMap<&str, &AgentTemplate> =
-        input.templates.iter().map(|t| (t.name.as_str(), t.as_ref())).collect();
+    let templates: BTreeMap<&str, &AgentTemplate> = input
+        .templates
+        .iter()
+        .map(|t| (t.name.as_str(), t.as_ref()))
+        .collect();
     let (by_template, unmatched) = attribute_demand(input.templates, input.demand);
     out.unmatched = unmatched;
 
@@ -135,13 +138,20 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
                 .agents
                 .values()
                 .filter(|a| a.state.counts_against_cap())
-                .filter(|a| templates.get(a.template.as_str()).is_some_and(|t| expr.matches(&t.labels)))
+                .filter(|a| {
+                    templates
+                        .get(a.template.as_str())
+                        .is_some_and(|t| expr.matches(&t.labels))
+                })
                 .count() as u32
         })
         .collect();
 
     for template in input.templates {
-        let items = by_template.get(template.name.as_str()).cloned().unwrap_or_default();
+        let items = by_template
+            .get(template.name.as_str())
+            .cloned()
+            .unwrap_or_default();
         let view = pool_view(template, input.agents, &retiring, items.len() as u32);
         let per = view.executors_per_agent;
         let mut wanted = strategy.agents_to_launch(&template.name, &view, input.now);
@@ -149,14 +159,20 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
         let warm_need = (view.queued + warm * per).saturating_sub(view.prospective_executors());
         wanted = wanted.max(warm_need.div_ceil(per));
         if !items.is_empty() {
-            out.demand.push(TemplateDemand { template: template.name.clone(), items: items.clone() });
+            out.demand.push(TemplateDemand {
+                template: template.name.clone(),
+                items: items.clone(),
+            });
         }
         if wanted == 0 {
             continue;
         }
         if let Some(until) = input.blocked_until.get(&template.name) {
             if *until > input.now {
-                out.held_back.push((template.name.clone(), "backing off after launch errors".into()));
+                out.held_back.push((
+                    template.name.clone(),
+                    "backing off after launch errors".into(),
+                ));
                 continue;
             }
         }
@@ -174,10 +190,20 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
             }
         };
         if let Some(cap) = template.instance_cap {
-            limit(cap, alive_here, format!("instance cap {cap} reached"), &mut out);
+            limit(
+                cap,
+                alive_here,
+                format!("instance cap {cap} reached"),
+                &mut out,
+            );
         }
         if let Some(cap) = input.caps.global {
-            limit(cap, alive_total, format!("global cap {cap} reached"), &mut out);
+            limit(
+                cap,
+                alive_total,
+                format!("global cap {cap} reached"),
+                &mut out,
+            );
         }
         let matching_caps: Vec<usize> = input
             .caps
@@ -189,7 +215,12 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
             .collect();
         for &i in &matching_caps {
             let (expr, cap) = &input.caps.per_label[i];
-            limit(*cap, alive_per_label[i], format!("cap {cap} for `{expr}` reached"), &mut out);
+            limit(
+                *cap,
+                alive_per_label[i],
+                format!("cap {cap} for `{expr}` reached"),
+                &mut out,
+            );
         }
         if allowed == 0 {
             continue;
@@ -204,7 +235,11 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
             .take((allowed * per) as usize)
             .copied()
             .collect();
-        out.actions.push(Action::Launch { template: template.name.clone(), count: allowed, serves });
+        out.actions.push(Action::Launch {
+            template: template.name.clone(),
+            count: allowed,
+            serves,
+        });
     }
     out
 }
@@ -225,7 +260,10 @@ fn attribute_demand<'a>(
             Requirement::Template(name) => &t.name == name,
         });
         match target {
-            Some(t) => by_template.entry(t.name.as_str()).or_default().push(item.id),
+            Some(t) => by_template
+                .entry(t.name.as_str())
+                .or_default()
+                .push(item.id),
             None => unmatched.push(item.id),
         }
     }
@@ -265,7 +303,10 @@ fn pool_view(
 fn usage(agent: &Agent, now: Instant) -> AgentUsage {
     AgentUsage {
         age: now.duration_since(agent.launched_at),
-        idle_for: agent.idle_since.map(|t| now.duration_since(t)).unwrap_or_default(),
+        idle_for: agent
+            .idle_since
+            .map(|t| now.duration_since(t))
+            .unwrap_or_default(),
         builds_started: agent.builds_started(),
         busy: agent.busy_executors > 0,
     }
@@ -322,11 +363,18 @@ fn plan_retirement(
         let terminate_now = |reason: String| Some(terminate(agent, reason));
         let action = match &agent.state {
             AgentState::Requested | AgentState::Terminated => None,
-            AgentState::Launching if now.duration_since(agent.launched_at) >= template.launch_timeout => {
-                terminate_now(format!("launch timed out after {}s", template.launch_timeout.as_secs()))
+            AgentState::Launching
+                if now.duration_since(agent.launched_at) >= template.launch_timeout =>
+            {
+                terminate_now(format!(
+                    "launch timed out after {}s",
+                    template.launch_timeout.as_secs()
+                ))
             }
             AgentState::Launching => None,
-            AgentState::Starting if now.duration_since(agent.state_since) >= template.connect_timeout => {
+            AgentState::Starting
+                if now.duration_since(agent.state_since) >= template.connect_timeout =>
+            {
                 terminate_now(format!(
                     "agent did not connect within {}s of starting",
                     template.connect_timeout.as_secs()
@@ -335,12 +383,16 @@ fn plan_retirement(
             AgentState::Starting => None,
             AgentState::Idle | AgentState::Busy => {
                 let u = usage(agent, now);
-                let has_demand = demand.get(agent.template.as_str()).is_some_and(|d| !d.is_empty());
+                let has_demand = demand
+                    .get(agent.template.as_str())
+                    .is_some_and(|d| !d.is_empty());
                 let reason = template.retention.stop_accepting(&u).or_else(|| {
                     if has_demand {
                         None
                     } else {
-                        template.retention.retire_idle(&u, keep_warm.contains(&agent.name.as_str()))
+                        template
+                            .retention
+                            .retire_idle(&u, keep_warm.contains(&agent.name.as_str()))
                     }
                 });
                 reason.map(|r: RetireReason| Action::Drain {
@@ -369,9 +421,16 @@ fn plan_retirement(
 
 fn terminate(agent: &Agent, reason: String) -> Action {
     if agent.cloud_gone() {
-        Action::DeleteNode { agent: agent.name.clone(), reason }
+        Action::DeleteNode {
+            agent: agent.name.clone(),
+            reason,
+        }
     } else {
-        Action::Terminate { agent: agent.name.clone(), cloud_id: agent.cloud_id.clone(), reason }
+        Action::Terminate {
+            agent: agent.name.clone(),
+            cloud_id: agent.cloud_id.clone(),
+            reason,
+        }
     }
 }
 

@@ -92,7 +92,11 @@ fn launches(plan: &Plan) -> Vec<(String, u32, usize)> {
     plan.actions
         .iter()
         .filter_map(|a| match a {
-            Action::Launch { template, count, serves } => Some((template.clone(), *count, serves.len())),
+            Action::Launch {
+                template,
+                count,
+                serves,
+            } => Some((template.clone(), *count, serves.len())),
             _ => None,
         })
         .collect()
@@ -121,7 +125,9 @@ async fn every_kind_of_coming_capacity_counts_once() {
     let plan = w.plan();
     assert_eq!(launches(&plan), vec![("linux".into(), 4, 4)]);
     // The items served by the new agents are the ones not covered, the newest.
-    let Action::Launch { serves, .. } = &plan.actions[0] else { panic!() };
+    let Action::Launch { serves, .. } = &plan.actions[0] else {
+        panic!()
+    };
     assert_eq!(serves, &vec![7, 8, 9, 10]);
 }
 
@@ -153,18 +159,30 @@ async fn caps_hold_per_template_globally_and_per_label() {
     w.queue(10, Some("gpu"));
     w.queue(10, Some("windows"));
     let plan = w.plan();
-    assert_eq!(launches(&plan), vec![("a".into(), 3, 3), ("b".into(), 10, 10)]);
-    assert!(plan.held_back.iter().any(|(t, why)| t == "a" && why.contains("instance cap 5")));
+    assert_eq!(
+        launches(&plan),
+        vec![("a".into(), 3, 3), ("b".into(), 10, 10)]
+    );
+    assert!(plan
+        .held_back
+        .iter()
+        .any(|(t, why)| t == "a" && why.contains("instance cap 5")));
 
     w.caps.global = Some(8);
     let plan = w.plan();
-    assert_eq!(launches(&plan), vec![("a".into(), 3, 3), ("b".into(), 3, 3)]);
+    assert_eq!(
+        launches(&plan),
+        vec![("a".into(), 3, 3), ("b".into(), 3, 3)]
+    );
 
     w.caps.global = None;
     w.caps.per_label = vec![("gpu||windows".parse().unwrap(), 4)];
     let plan = w.plan();
     assert_eq!(launches(&plan), vec![("a".into(), 2, 2)]);
-    assert!(plan.held_back.iter().any(|(t, why)| t == "b" && why.contains("gpu||windows")));
+    assert!(plan
+        .held_back
+        .iter()
+        .any(|(t, why)| t == "b" && why.contains("gpu||windows")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -175,7 +193,10 @@ async fn idle_agents_drain_after_the_timeout_then_terminate() {
     let plan = w.plan_at(Duration::from_secs(300));
     assert_eq!(
         plan.actions,
-        vec![Action::Drain { agent: "i0".into(), reason: "jenkins-cloud: idle timeout".into() }]
+        vec![Action::Drain {
+            agent: "i0".into(),
+            reason: "jenkins-cloud: idle timeout".into()
+        }]
     );
     w.agents.get_mut("i0").unwrap().state = AgentState::Draining;
     let plan = w.plan_at(Duration::from_secs(310));
@@ -213,7 +234,11 @@ async fn one_shot_agents_drain_as_soon_as_their_build_starts_and_are_not_capacit
                 agent: "b0".into(),
                 reason: "jenkins-cloud: one-shot agent finished its build".into()
             },
-            Action::Launch { template: "once".into(), count: 1, serves: vec![1] },
+            Action::Launch {
+                template: "once".into(),
+                count: 1,
+                serves: vec![1]
+            },
         ]
     );
 }
@@ -227,7 +252,11 @@ async fn warm_agents_are_kept_and_launched() {
     let plan = w.plan_at(Duration::from_secs(3600));
     assert_eq!(
         plan.actions,
-        vec![Action::Launch { template: "warm".into(), count: 1, serves: vec![] }],
+        vec![Action::Launch {
+            template: "warm".into(),
+            count: 1,
+            serves: vec![]
+        }],
         "the idle agent is kept warm, one more is launched"
     );
 }
@@ -237,12 +266,19 @@ async fn timeouts_and_failures_terminate() {
     let mut w = World::new(vec![template("linux", "linux")]);
     w.agent("l0", "linux", AgentState::Launching);
     w.agent("s0", "linux", AgentState::Starting);
-    w.agent("f0", "linux", AgentState::Failed("CannotPullContainerError".into()));
+    w.agent(
+        "f0",
+        "linux",
+        AgentState::Failed("CannotPullContainerError".into()),
+    );
     w.agents.get_mut("f0").unwrap().cloud_state = Some(CloudState::Failed("x".into()));
     let plan = w.plan_at(Duration::from_secs(299));
     assert_eq!(
         plan.actions,
-        vec![Action::DeleteNode { agent: "f0".into(), reason: "failed: CannotPullContainerError".into() }]
+        vec![Action::DeleteNode {
+            agent: "f0".into(),
+            reason: "failed: CannotPullContainerError".into()
+        }]
     );
     let plan = w.plan_at(Duration::from_secs(900));
     let agents: Vec<_> = plan
@@ -268,11 +304,18 @@ async fn timeouts_and_failures_terminate() {
 async fn blocked_templates_are_held_back() {
     let mut w = World::new(vec![template("linux", "linux")]);
     w.queue(3, Some("linux"));
-    w.blocked.insert("linux".into(), w.now + Duration::from_secs(30));
+    w.blocked
+        .insert("linux".into(), w.now + Duration::from_secs(30));
     let plan = w.plan();
     assert!(launches(&plan).is_empty());
-    assert_eq!(plan.held_back, vec![("linux".into(), "backing off after launch errors".into())]);
-    assert_eq!(launches(&w.plan_at(Duration::from_secs(30))), vec![("linux".into(), 3, 3)]);
+    assert_eq!(
+        plan.held_back,
+        vec![("linux".into(), "backing off after launch errors".into())]
+    );
+    assert_eq!(
+        launches(&w.plan_at(Duration::from_secs(30))),
+        vec![("linux".into(), 3, 3)]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -284,7 +327,10 @@ async fn agents_of_removed_templates_are_drained_then_retired() {
     assert_eq!(
         plan.actions,
         vec![
-            Action::Drain { agent: "old-1".into(), reason: "jenkins-cloud: template no longer configured".into() },
+            Action::Drain {
+                agent: "old-1".into(),
+                reason: "jenkins-cloud: template no longer configured".into()
+            },
             Action::Terminate {
                 agent: "old-2".into(),
                 cloud_id: Some(CloudId("id-old-2".into())),

@@ -146,7 +146,9 @@ pub fn absorb(
             agent.executors = node.executors.max(1);
             agent.busy_executors = node.busy_executors;
             agent.draining = node.temporarily_offline;
-            agent.builds_seen.extend(node.current_builds.iter().cloned());
+            agent
+                .builds_seen
+                .extend(node.current_builds.iter().cloned());
             if node.is_connected() {
                 agent.ever_connected = true;
             }
@@ -156,15 +158,18 @@ pub fn absorb(
 }
 
 fn adopt_unknown(agents: &mut BTreeMap<String, Agent>, obs: &Observation, now: Instant) {
-    let since_ms = |created_ms: u64| {
-        Duration::from_millis(obs.wall_ms.saturating_sub(created_ms))
-    };
+    let since_ms = |created_ms: u64| Duration::from_millis(obs.wall_ms.saturating_sub(created_ms));
     for (name, node) in &obs.nodes {
         if agents.contains_key(name) {
             continue;
         }
         let age = since_ms(node.marker.created_at_ms);
-        let mut agent = Agent::requested(name.clone(), node.marker.template.clone(), node.executors, now);
+        let mut agent = Agent::requested(
+            name.clone(),
+            node.marker.template.clone(),
+            node.executors,
+            now,
+        );
         agent.launched_at = now.checked_sub(age).unwrap_or(now);
         agent.state = AgentState::Launching;
         agent.node_exists = true;
@@ -180,7 +185,12 @@ fn adopt_unknown(agents: &mut BTreeMap<String, Agent>, obs: &Observation, now: I
     }
 }
 
-fn derive_state(agent: &mut Agent, node: Option<&JenkinsNode>, now: Instant, orphan_grace: Duration) {
+fn derive_state(
+    agent: &mut Agent,
+    node: Option<&JenkinsNode>,
+    now: Instant,
+    orphan_grace: Duration,
+) {
     use AgentState::*;
     if matches!(agent.state, Terminating | Terminated) {
         if agent.cloud_gone() && !agent.node_exists {
@@ -224,7 +234,10 @@ fn derive_state(agent: &mut Agent, node: Option<&JenkinsNode>, now: Instant, orp
         Some(_) => {
             // Node without a cloud resource: fine while a launch is in flight.
             if now.duration_since(agent.launched_at) >= orphan_grace && agent.state != Requested {
-                agent.set_state(Failed("node has no cloud resource (orphaned node)".into()), now);
+                agent.set_state(
+                    Failed("node has no cloud resource (orphaned node)".into()),
+                    now,
+                );
             }
         }
         None if agent.state == Requested => {}
@@ -232,8 +245,12 @@ fn derive_state(agent: &mut Agent, node: Option<&JenkinsNode>, now: Instant, orp
             // Cloud resource without a node: the node was deleted (by us or an operator).
             if agent.cloud_gone() {
                 agent.set_state(Failed("node and cloud resource are gone".into()), now);
-            } else if now.duration_since(agent.launched_at) >= orphan_grace || agent.ever_connected {
-                agent.set_state(Failed("cloud resource has no Jenkins node (orphaned resource)".into()), now);
+            } else if now.duration_since(agent.launched_at) >= orphan_grace || agent.ever_connected
+            {
+                agent.set_state(
+                    Failed("cloud resource has no Jenkins node (orphaned resource)".into()),
+                    now,
+                );
             }
         }
     }
