@@ -50,6 +50,9 @@ pub struct Agent {
     pub serving: Vec<u64>,
     /// Whether termination was sent to the cloud.
     pub terminate_sent: bool,
+    /// Since when a once-connected agent has been disconnected while its cloud
+    /// resource runs (it may reconnect: WebSocket agents retry by themselves).
+    pub disconnected_since: Option<Instant>,
 }
 
 impl Agent {
@@ -72,6 +75,7 @@ impl Agent {
             builds_seen: BTreeSet::new(),
             serving: Vec::new(),
             terminate_sent: false,
+            disconnected_since: None,
         }
     }
 
@@ -139,8 +143,14 @@ pub fn absorb(
             agent.cloud_id = Some(instance.id.clone());
             agent.cloud_state = Some(instance.state.clone());
         } else if agent.cloud_id.is_some() {
-            // Launched by us, no longer listed: the cloud forgot it.
-            agent.cloud_state = Some(CloudState::Terminated);
+            // Launched by us but not listed: right after a launch the cloud's list
+            // may lag (eventual consistency); later, the cloud forgot it.
+            let just_launched =
+                matches!(agent.state, AgentState::Requested | AgentState::Launching)
+                    && now.duration_since(agent.launched_at) < orphan_grace;
+            if !just_launched {
+                agent.cloud_state = Some(CloudState::Terminated);
+            }
         }
         if let Some(node) = node {
             agent.executors = node.executors.max(1);
@@ -152,6 +162,12 @@ pub fn absorb(
             if node.is_connected() {
                 agent.ever_connected = true;
             }
+        }
+        let connected = node.is_some_and(JenkinsNode::is_connected);
+        if connected || !agent.ever_connected {
+            agent.disconnected_since = None;
+        } else if agent.disconnected_since.is_none() {
+            agent.disconnected_since = Some(now);
         }
         derive_state(agent, node, now, orphan_grace);
     }
@@ -216,7 +232,15 @@ fn derive_state(
             agent.set_state(if agent.draining { Draining } else { Idle }, now);
         }
         Some(_) if agent.ever_connected && !agent.draining => {
-            agent.set_state(Failed("agent disconnected".into()), now);
+            // Lost its connection. While the cloud resource runs, give it the
+            // grace to reconnect (it keeps its state); after that, or if the
+            // resource is gone, it has failed.
+            let lost_for = agent
+                .disconnected_since
+                .map_or(Duration::ZERO, |t| now.duration_since(t));
+            if !cloud_running || lost_for >= orphan_grace {
+                agent.set_state(Failed("agent disconnected".into()), now);
+            }
         }
         Some(_) if cloud_running => {
             agent.set_state(Starting, now);
