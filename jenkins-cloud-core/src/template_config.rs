@@ -47,7 +47,11 @@ pub struct TemplateConfig {
     pub inherit_from: Option<String>,
     /// An abstract template only serves as a parent: [`resolve_all`] neither
     /// validates nor returns it. Written `abstract: true`.
-    #[serde(rename = "abstract", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "abstract",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub is_abstract: bool,
     /// Labels, space-separated (`"linux docker"`). Default: none.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
@@ -104,7 +108,10 @@ pub struct TemplateConfig {
 impl TemplateConfig {
     /// A config with only a name: every field inherits.
     pub fn named(name: impl Into<String>) -> Self {
-        Self { name: name.into(), ..Self::default() }
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
     }
 
     /// This template merged over `parent`; the result has no `Inherit` field the
@@ -186,7 +193,12 @@ fn merge_env(child: &Setting<EnvMap>, parent: &Setting<EnvMap>) -> Setting<EnvMa
             }
             Setting::Set(out)
         }
-        (Setting::Set(c), _) => Setting::Set(c.iter().filter(|(_, v)| v.is_some()).map(|(k, v)| (k.clone(), v.clone())).collect()),
+        (Setting::Set(c), _) => Setting::Set(
+            c.iter()
+                .filter(|(_, v)| v.is_some())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
         (other, p) => other.or_inherit(p),
     }
 }
@@ -228,9 +240,12 @@ fn merge_json(child: &serde_json::Value, parent: &serde_json::Value) -> serde_js
 pub(crate) fn strip_nulls(v: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
-        Value::Object(m) => {
-            Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), strip_nulls(v))).collect())
-        }
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), strip_nulls(v)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }

@@ -3,8 +3,12 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jenkins_cloud_core::template::{NodeMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LAUNCH_TIMEOUT, DEFAULT_REMOTE_FS};
-use jenkins_cloud_core::template_config::{resolve_all, Expiry, HumanDuration, Setting, TemplateConfig};
+use jenkins_cloud_core::template::{
+    NodeMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LAUNCH_TIMEOUT, DEFAULT_REMOTE_FS,
+};
+use jenkins_cloud_core::template_config::{
+    resolve_all, Expiry, HumanDuration, Setting, TemplateConfig,
+};
 use serde_json::json;
 
 fn cfg(v: serde_json::Value) -> TemplateConfig {
@@ -43,8 +47,16 @@ fn all_field_names() -> BTreeSet<String> {
     let err = serde_json::from_value::<TemplateConfig>(json!({"name": "x", "no_such_field": 1}))
         .unwrap_err()
         .to_string();
-    let list = err.split("expected one of ").nth(1).expect("serde lists the fields");
-    list.split(", ").map(|f| f.trim_matches(|c: char| c == '`' || c.is_whitespace()).to_owned()).collect()
+    let list = err
+        .split("expected one of ")
+        .nth(1)
+        .expect("serde lists the fields");
+    list.split(", ")
+        .map(|f| {
+            f.trim_matches(|c: char| c == '`' || c.is_whitespace())
+                .to_owned()
+        })
+        .collect()
 }
 
 #[test]
@@ -54,7 +66,11 @@ fn absent_null_and_value_map_to_the_three_states() {
     assert_eq!(c.labels, Setting::Set("x".to_owned()));
     assert_eq!(c.remote_fs, Setting::Inherit);
     let back = serde_json::to_value(&c).unwrap();
-    assert_eq!(back, json!({"name": "a", "executors": null, "labels": "x"}), "Inherit is skipped, Unset is null");
+    assert_eq!(
+        back,
+        json!({"name": "a", "executors": null, "labels": "x"}),
+        "Inherit is skipped, Unset is null"
+    );
 }
 
 #[test]
@@ -63,22 +79,35 @@ fn serde_round_trip_of_a_full_config() {
     v["inherit_from"] = json!("base");
     v["abstract"] = json!(true);
     let c = cfg(v);
-    assert_eq!(c.idle_timeout, Setting::Set(Expiry::After(HumanDuration(Duration::from_secs(600)))));
+    assert_eq!(
+        c.idle_timeout,
+        Setting::Set(Expiry::After(HumanDuration(Duration::from_secs(600))))
+    );
     let text = serde_json::to_string(&c).unwrap();
     let again: TemplateConfig = serde_json::from_str(&text).unwrap();
     assert_eq!(again, c);
-    assert_eq!(serde_json::to_value(&again).unwrap()["max_lifetime"], json!("8h"));
+    assert_eq!(
+        serde_json::to_value(&again).unwrap()["max_lifetime"],
+        json!("8h")
+    );
 }
 
 #[test]
 fn unknown_fields_and_bad_values_are_named() {
-    let e = serde_json::from_value::<TemplateConfig>(json!({"name": "a", "executers": 2})).unwrap_err().to_string();
+    let e = serde_json::from_value::<TemplateConfig>(json!({"name": "a", "executers": 2}))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unknown field `executers`"), "{e}");
     let e = serde_json::from_str::<TemplateConfig>(r#"{"name": "a", "idle_timeout": "5 minutes"}"#)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("invalid duration `5 minutes`") && e.contains("line 1"), "{e}");
-    let e = serde_json::from_str::<TemplateConfig>(r#"{"name": "a", "mode": "SOMETIMES"}"#).unwrap_err().to_string();
+    assert!(
+        e.contains("invalid duration `5 minutes`") && e.contains("line 1"),
+        "{e}"
+    );
+    let e = serde_json::from_str::<TemplateConfig>(r#"{"name": "a", "mode": "SOMETIMES"}"#)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("SOMETIMES"), "{e}");
 }
 
@@ -105,7 +134,10 @@ fn defaults_are_those_of_agent_template_new() {
 #[test]
 fn a_child_inherits_every_field_the_parent_sets() {
     let parent = cfg(full_parent());
-    let child = TemplateConfig { inherit_from: Some("parent".into()), ..TemplateConfig::named("child") };
+    let child = TemplateConfig {
+        inherit_from: Some("parent".into()),
+        ..TemplateConfig::named("child")
+    };
     let merged = child.inherit_from(&parent);
 
     // The test parent really sets every field but the never-inherited ones.
@@ -116,7 +148,10 @@ fn a_child_inherits_every_field_the_parent_sets() {
         assert!(expected_fields.remove(own), "{own} is a field");
     }
     expected_fields.insert("name".into());
-    assert_eq!(set_fields, expected_fields, "full_parent() must set every field of TemplateConfig");
+    assert_eq!(
+        set_fields, expected_fields,
+        "full_parent() must set every field of TemplateConfig"
+    );
 
     // ...and the child gets each of them.
     let mut merged_json = serde_json::to_value(&merged).unwrap();
@@ -139,8 +174,10 @@ fn name_inherit_from_and_abstract_are_never_inherited() {
 #[test]
 fn child_value_wins_and_null_drops_the_parent_value() {
     let parent = cfg(full_parent());
-    let child = cfg(json!({"name": "c", "executors": 8, "labels": null, "mode": null, "idle_timeout": null,
-                           "one_shot": null, "instance_cap": null}));
+    let child = cfg(
+        json!({"name": "c", "executors": 8, "labels": null, "mode": null, "idle_timeout": null,
+                           "one_shot": null, "instance_cap": null}),
+    );
     let m = child.inherit_from(&parent);
     assert_eq!(m.executors, Setting::Set(8));
     assert_eq!(m.labels, Setting::Unset);
@@ -148,10 +185,17 @@ fn child_value_wins_and_null_drops_the_parent_value() {
     assert_eq!(t.executors, 8);
     assert!(t.labels.is_empty(), "labels dropped");
     assert_eq!(t.mode, NodeMode::Normal, "back to the default mode");
-    assert_eq!(t.retention.idle_timeout, Some(Duration::from_secs(300)), "back to the default idle timeout");
+    assert_eq!(
+        t.retention.idle_timeout,
+        Some(Duration::from_secs(300)),
+        "back to the default idle timeout"
+    );
     assert!(!t.retention.one_shot);
     assert_eq!(t.instance_cap, None);
-    assert_eq!(t.remote_fs, "/var/jenkins", "untouched fields still inherited");
+    assert_eq!(
+        t.remote_fs, "/var/jenkins",
+        "untouched fields still inherited"
+    );
 }
 
 #[test]
@@ -166,14 +210,19 @@ fn inherit_takes_the_parents_unset_too() {
 #[test]
 fn lists_replace_never_concatenate() {
     let parent = cfg(full_parent());
-    let child = cfg(json!({"name": "c", "min_idle_windows": [{"window": "Sat-Sun 10:00-12:00", "count": 1}],
-                           "spec": {"subnets": ["b"]}}));
+    let child = cfg(
+        json!({"name": "c", "min_idle_windows": [{"window": "Sat-Sun 10:00-12:00", "count": 1}],
+                           "spec": {"subnets": ["b"]}}),
+    );
     let p2 = cfg(json!({"name": "p", "spec": {"subnets": ["a", "c"]}}));
     let m = child.inherit_from(&parent);
     let windows = m.min_idle_windows.get().unwrap();
     assert_eq!(windows.len(), 1);
     assert_eq!(windows[0].window.to_string(), "Sat-Sun 10:00-12:00");
-    assert_eq!(child.inherit_from(&p2).spec, Setting::Set(json!({"subnets": ["b"]})));
+    assert_eq!(
+        child.inherit_from(&p2).spec,
+        Setting::Set(json!({"subnets": ["b"]}))
+    );
 }
 
 #[test]
@@ -181,9 +230,16 @@ fn environment_merges_by_key_and_null_removes() {
     let parent = cfg(json!({"name": "p", "environment": {"A": "1", "B": "2", "C": "3"}}));
     let child = cfg(json!({"name": "c", "environment": {"B": "20", "C": null, "D": "4"}}));
     let t = child.inherit_from(&parent).resolve().unwrap();
-    let env: Vec<(&str, &str)> = t.environment.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let env: Vec<(&str, &str)> = t
+        .environment
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     assert_eq!(env, [("A", "1"), ("B", "20"), ("D", "4")]);
-    let dropped = cfg(json!({"name": "c", "environment": null})).inherit_from(&parent).resolve().unwrap();
+    let dropped = cfg(json!({"name": "c", "environment": null}))
+        .inherit_from(&parent)
+        .resolve()
+        .unwrap();
     assert!(dropped.environment.is_empty());
 }
 
@@ -210,10 +266,20 @@ fn spec_merges_deeply_with_null_removal() {
         }))
     );
     let g = grandchild.inherit_from(&merged).resolve().unwrap();
-    assert_eq!(g.spec["container"], json!("replaced"), "a non-object replaces the object");
+    assert_eq!(
+        g.spec["container"],
+        json!("replaced"),
+        "a non-object replaces the object"
+    );
     assert_eq!(g.spec["tags"], json!({"team": "ci", "owner": "me"}));
-    let root_nulls = cfg(json!({"name": "r", "spec": {"a": null, "b": {"c": null, "d": 1}}})).resolve().unwrap();
-    assert_eq!(root_nulls.spec, json!({"b": {"d": 1}}), "null keys mean absent after resolution");
+    let root_nulls = cfg(json!({"name": "r", "spec": {"a": null, "b": {"c": null, "d": 1}}}))
+        .resolve()
+        .unwrap();
+    assert_eq!(
+        root_nulls.spec,
+        json!({"b": {"d": 1}}),
+        "null keys mean absent after resolution"
+    );
 }
 
 #[test]
@@ -227,8 +293,14 @@ fn resolve_all_follows_chains_of_any_depth_and_skips_abstract() {
     let out = resolve_all(&configs).unwrap();
     let names: Vec<&str> = out.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["leaf", "other"]);
-    assert_eq!((out[0].executors, out[0].remote_fs.as_str(), out[0].mode), (3, "/base", NodeMode::Exclusive));
-    assert_eq!((out[1].executors, out[1].labels.to_string().as_str()), (5, "leaf"));
+    assert_eq!(
+        (out[0].executors, out[0].remote_fs.as_str(), out[0].mode),
+        (3, "/base", NodeMode::Exclusive)
+    );
+    assert_eq!(
+        (out[1].executors, out[1].labels.to_string().as_str()),
+        (5, "leaf")
+    );
 }
 
 #[test]
@@ -267,43 +339,115 @@ fn cycles_and_unknown_parents_name_the_templates() {
 fn duplicate_names_are_reported() {
     let configs = vec![TemplateConfig::named("x"), TemplateConfig::named("x")];
     let e = resolve_all(&configs).unwrap_err();
-    assert_eq!(e.problems, ["templates[x].name: defined more than once (entry 1)"]);
+    assert_eq!(
+        e.problems,
+        ["templates[x].name: defined more than once (entry 1)"]
+    );
 }
 
 #[test]
 fn every_validation_rule() {
     let cases: Vec<(serde_json::Value, &str)> = vec![
-        (json!({"name": ""}), "templates[].name: must be 1 to 40 characters"),
-        (json!({"name": "a".repeat(41)}), "must be 1 to 40 characters, found 41"),
+        (
+            json!({"name": ""}),
+            "templates[].name: must be 1 to 40 characters",
+        ),
+        (
+            json!({"name": "a".repeat(41)}),
+            "must be 1 to 40 characters, found 41",
+        ),
         (json!({"name": "Linux"}), "contains `L`"),
         (json!({"name": "a_b"}), "contains `_`"),
         (json!({"name": "-a"}), "must not start or end with `-`"),
         (json!({"name": "a-"}), "must not start or end with `-`"),
-        (json!({"name": "t", "mode": "EXCLUSIVE"}), "templates[t].labels: must not be empty in EXCLUSIVE mode"),
-        (json!({"name": "t", "mode": "EXCLUSIVE", "labels": "  "}), "templates[t].labels: must not be empty"),
-        (json!({"name": "t", "executors": 0}), "templates[t].executors: must be at least 1"),
-        (json!({"name": "t", "executors": 65}), "templates[t].executors: must be at most 64, found 65"),
-        (json!({"name": "t", "remote_fs": ""}), "templates[t].remote_fs: must not be empty"),
-        (json!({"name": "t", "remote_fs": "home/x"}), "templates[t].remote_fs: `home/x` must be an absolute path"),
-        (json!({"name": "t", "idle_timeout": 0}), "templates[t].idle_timeout: must be longer than zero"),
-        (json!({"name": "t", "max_lifetime": "0s"}), "templates[t].max_lifetime: must be longer than zero"),
-        (json!({"name": "t", "launch_timeout": 0}), "templates[t].launch_timeout: must be longer than zero"),
-        (json!({"name": "t", "connect_timeout": "0m"}), "templates[t].connect_timeout: must be longer than zero"),
-        (json!({"name": "t", "one_shot": true, "max_uses": 3}), "templates[t].max_uses: 3 contradicts one_shot"),
-        (json!({"name": "t", "max_uses": 0}), "templates[t].max_uses: must be at least 1"),
-        (json!({"name": "t", "instance_cap": 2, "min_idle": 3}), "templates[t].min_idle: 3 exceeds instance_cap 2"),
+        (
+            json!({"name": "t", "mode": "EXCLUSIVE"}),
+            "templates[t].labels: must not be empty in EXCLUSIVE mode",
+        ),
+        (
+            json!({"name": "t", "mode": "EXCLUSIVE", "labels": "  "}),
+            "templates[t].labels: must not be empty",
+        ),
+        (
+            json!({"name": "t", "executors": 0}),
+            "templates[t].executors: must be at least 1",
+        ),
+        (
+            json!({"name": "t", "executors": 65}),
+            "templates[t].executors: must be at most 64, found 65",
+        ),
+        (
+            json!({"name": "t", "remote_fs": ""}),
+            "templates[t].remote_fs: must not be empty",
+        ),
+        (
+            json!({"name": "t", "remote_fs": "home/x"}),
+            "templates[t].remote_fs: `home/x` must be an absolute path",
+        ),
+        (
+            json!({"name": "t", "idle_timeout": 0}),
+            "templates[t].idle_timeout: must be longer than zero",
+        ),
+        (
+            json!({"name": "t", "max_lifetime": "0s"}),
+            "templates[t].max_lifetime: must be longer than zero",
+        ),
+        (
+            json!({"name": "t", "launch_timeout": 0}),
+            "templates[t].launch_timeout: must be longer than zero",
+        ),
+        (
+            json!({"name": "t", "connect_timeout": "0m"}),
+            "templates[t].connect_timeout: must be longer than zero",
+        ),
+        (
+            json!({"name": "t", "one_shot": true, "max_uses": 3}),
+            "templates[t].max_uses: 3 contradicts one_shot",
+        ),
+        (
+            json!({"name": "t", "max_uses": 0}),
+            "templates[t].max_uses: must be at least 1",
+        ),
+        (
+            json!({"name": "t", "instance_cap": 2, "min_idle": 3}),
+            "templates[t].min_idle: 3 exceeds instance_cap 2",
+        ),
         (
             json!({"name": "t", "instance_cap": 2, "min_idle_windows": [{"window": "09:00-17:00", "count": 5}]}),
             "templates[t].min_idle_windows[0].count: 5 exceeds instance_cap 2",
         ),
-        (json!({"name": "t", "environment": {"1X": "v"}}), "templates[t].environment.1X: invalid variable name"),
-        (json!({"name": "t", "environment": {"A-B": "v"}}), "templates[t].environment.A-B: invalid variable name"),
-        (json!({"name": "t", "environment": {"": "v"}}), "templates[t].environment.: invalid variable name"),
-        (json!({"name": "t", "environment": {"JENKINS_SECRET": "v"}}), "environment.JENKINS_SECRET: is set by jenkins-cloud"),
-        (json!({"name": "t", "environment": {"JENKINS_AGENT_NAME": "v"}}), "environment.JENKINS_AGENT_NAME: is set by"),
-        (json!({"name": "t", "environment": {"JENKINS_URL": "v"}}), "environment.JENKINS_URL: is set by"),
-        (json!({"name": "t", "spec": [1, 2]}), "templates[t].spec: must be a JSON object, found an array"),
-        (json!({"name": "t", "spec": "cpu=1"}), "templates[t].spec: must be a JSON object, found a string"),
+        (
+            json!({"name": "t", "environment": {"1X": "v"}}),
+            "templates[t].environment.1X: invalid variable name",
+        ),
+        (
+            json!({"name": "t", "environment": {"A-B": "v"}}),
+            "templates[t].environment.A-B: invalid variable name",
+        ),
+        (
+            json!({"name": "t", "environment": {"": "v"}}),
+            "templates[t].environment.: invalid variable name",
+        ),
+        (
+            json!({"name": "t", "environment": {"JENKINS_SECRET": "v"}}),
+            "environment.JENKINS_SECRET: is set by jenkins-cloud",
+        ),
+        (
+            json!({"name": "t", "environment": {"JENKINS_AGENT_NAME": "v"}}),
+            "environment.JENKINS_AGENT_NAME: is set by",
+        ),
+        (
+            json!({"name": "t", "environment": {"JENKINS_URL": "v"}}),
+            "environment.JENKINS_URL: is set by",
+        ),
+        (
+            json!({"name": "t", "spec": [1, 2]}),
+            "templates[t].spec: must be a JSON object, found an array",
+        ),
+        (
+            json!({"name": "t", "spec": "cpu=1"}),
+            "templates[t].spec: must be a JSON object, found a string",
+        ),
     ];
     for (input, needle) in cases {
         let ps = problems(input.clone());
@@ -341,7 +485,11 @@ fn all_problems_are_reported_at_once() {
     }))
     .resolve()
     .unwrap_err();
-    let fields: Vec<&str> = e.problems.iter().map(|p| p.split(": ").next().unwrap()).collect();
+    let fields: Vec<&str> = e
+        .problems
+        .iter()
+        .map(|p| p.split(": ").next().unwrap())
+        .collect();
     assert_eq!(
         fields,
         [
@@ -354,9 +502,16 @@ fn all_problems_are_reported_at_once() {
         ]
     );
     let shown = e.to_string();
-    assert_eq!(shown.lines().count(), 7, "a header and one line per problem:\n{shown}");
+    assert_eq!(
+        shown.lines().count(),
+        7,
+        "a header and one line per problem:\n{shown}"
+    );
     assert!(shown.starts_with("6 problems in templates:"), "{shown}");
-    assert!(!shown.contains("s3cr3t"), "values of environment variables are not echoed");
+    assert!(
+        !shown.contains("s3cr3t"),
+        "values of environment variables are not echoed"
+    );
 }
 
 #[test]

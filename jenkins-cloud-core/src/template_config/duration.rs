@@ -24,7 +24,10 @@ const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1
 /// between parts is allowed. A bare integer string is rejected (the unit is
 /// required in text; integers in YAML/JSON are seconds).
 pub fn parse_duration(input: &str) -> Result<Duration, DurationParseError> {
-    let err = |reason: String| DurationParseError { input: input.to_owned(), reason };
+    let err = |reason: String| DurationParseError {
+        input: input.to_owned(),
+        reason,
+    };
     let text = input.trim();
     if text.is_empty() {
         return Err(err("empty (write e.g. `90s`, `5m`, `1h30m`)".into()));
@@ -33,22 +36,30 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationParseError> {
     let mut last_unit: Option<usize> = None;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(err(format!("expected a number at `{rest}`")));
         }
         let (number, after) = rest.split_at(digits);
         let Some(unit) = after.chars().next() else {
-            return Err(err(format!("missing unit after `{number}` (use s, m, h or d)")));
+            return Err(err(format!(
+                "missing unit after `{number}` (use s, m, h or d)"
+            )));
         };
         let Some(index) = UNITS.iter().position(|(u, _)| *u == unit) else {
             return Err(err(format!("unknown unit `{unit}` (use s, m, h or d)")));
         };
         if matches!(last_unit, Some(prev) if prev >= index) {
-            return Err(err(format!("unit `{unit}` repeated or out of order (write largest first)")));
+            return Err(err(format!(
+                "unit `{unit}` repeated or out of order (write largest first)"
+            )));
         }
         last_unit = Some(index);
-        let value: u64 = number.parse().map_err(|_| err(format!("number `{number}` too large")))?;
+        let value: u64 = number
+            .parse()
+            .map_err(|_| err(format!("number `{number}` too large")))?;
         total = value
             .checked_mul(UNITS[index].1)
             .and_then(|v| total.checked_add(v))
@@ -194,7 +205,11 @@ mod tests {
             ("1d2h3m4s", 93_784),
             (" 0s ", 0),
         ] {
-            assert_eq!(parse_duration(text), Ok(Duration::from_secs(secs)), "{text}");
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(secs)),
+                "{text}"
+            );
         }
     }
 

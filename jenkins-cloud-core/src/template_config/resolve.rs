@@ -6,7 +6,9 @@ use std::fmt;
 use super::{strip_nulls, Setting, TemplateConfig};
 use crate::label::LabelSet;
 use crate::retention::RetentionPolicy;
-use crate::template::{AgentTemplate, NodeMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LAUNCH_TIMEOUT, DEFAULT_REMOTE_FS};
+use crate::template::{
+    AgentTemplate, NodeMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LAUNCH_TIMEOUT, DEFAULT_REMOTE_FS,
+};
 
 /// Environment variables jenkins-cloud sets itself; templates may not set them.
 pub const RESERVED_ENV: [&str; 3] = ["JENKINS_SECRET", "JENKINS_AGENT_NAME", "JENKINS_URL"];
@@ -27,7 +29,11 @@ pub struct TemplateError {
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(f, "{n} problem{} in templates:", if n == 1 { "" } else { "s" })?;
+        write!(
+            f,
+            "{n} problem{} in templates:",
+            if n == 1 { "" } else { "s" }
+        )?;
         for p in &self.problems {
             write!(f, "\n{p}")?;
         }
@@ -45,7 +51,8 @@ struct Problems<'a> {
 
 impl Problems<'_> {
     fn add(&mut self, field: &str, msg: impl fmt::Display) {
-        self.list.push(format!("templates[{}].{field}: {msg}", self.template));
+        self.list
+            .push(format!("templates[{}].{field}: {msg}", self.template));
     }
 }
 
@@ -55,10 +62,18 @@ fn value<T: Clone>(s: &Setting<T>, default: T) -> T {
 
 fn check_name(name: &str) -> Option<String> {
     if name.is_empty() || name.len() > MAX_NAME_LEN {
-        return Some(format!("must be 1 to {MAX_NAME_LEN} characters, found {}", name.chars().count()));
+        return Some(format!(
+            "must be 1 to {MAX_NAME_LEN} characters, found {}",
+            name.chars().count()
+        ));
     }
-    if let Some(c) = name.chars().find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-')) {
-        return Some(format!("`{name}` contains `{c}`: use only a-z, 0-9 and `-`"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !matches!(c, 'a'..='z' | '0'..='9' | '-'))
+    {
+        return Some(format!(
+            "`{name}` contains `{c}`: use only a-z, 0-9 and `-`"
+        ));
     }
     if name.starts_with('-') || name.ends_with('-') {
         return Some(format!("`{name}` must not start or end with `-`"));
@@ -68,7 +83,11 @@ fn check_name(name: &str) -> Option<String> {
 
 fn is_absolute(path: &str) -> bool {
     let b = path.as_bytes();
-    path.starts_with('/') || (b.len() >= 3 && b[0].is_ascii_alphabetic() && b[1] == b':' && matches!(b[2], b'\\' | b'/'))
+    path.starts_with('/')
+        || (b.len() >= 3
+            && b[0].is_ascii_alphabetic()
+            && b[1] == b':'
+            && matches!(b[2], b'\\' | b'/'))
 }
 
 fn env_name_ok(name: &str) -> bool {
@@ -93,7 +112,10 @@ impl TemplateConfig {
     /// at most `instance_cap`; environment names `[A-Za-z_][A-Za-z0-9_]*` and not
     /// one of [`RESERVED_ENV`]; `spec` a JSON object.
     pub fn resolve(&self) -> Result<AgentTemplate, TemplateError> {
-        let mut p = Problems { template: &self.name, list: Vec::new() };
+        let mut p = Problems {
+            template: &self.name,
+            list: Vec::new(),
+        };
         if let Some(msg) = check_name(&self.name) {
             p.add("name", msg);
         }
@@ -101,28 +123,49 @@ impl TemplateConfig {
         let labels = LabelSet::parse(self.labels.get().map(String::as_str).unwrap_or(""));
         let mode = value(&self.mode, NodeMode::Normal);
         if mode == NodeMode::Exclusive && labels.is_empty() {
-            p.add("labels", "must not be empty in EXCLUSIVE mode (no build could use the agents)");
+            p.add(
+                "labels",
+                "must not be empty in EXCLUSIVE mode (no build could use the agents)",
+            );
         }
 
         let executors = value(&self.executors, 1);
         if executors == 0 {
             p.add("executors", "must be at least 1");
         } else if executors > MAX_EXECUTORS {
-            p.add("executors", format_args!("must be at most {MAX_EXECUTORS}, found {executors}"));
+            p.add(
+                "executors",
+                format_args!("must be at most {MAX_EXECUTORS}, found {executors}"),
+            );
         }
 
         let remote_fs = value(&self.remote_fs, DEFAULT_REMOTE_FS.to_owned());
         if remote_fs.trim().is_empty() {
             p.add("remote_fs", "must not be empty");
         } else if !is_absolute(&remote_fs) {
-            p.add("remote_fs", format_args!("`{remote_fs}` must be an absolute path"));
+            p.add(
+                "remote_fs",
+                format_args!("`{remote_fs}` must be an absolute path"),
+            );
         }
 
         let defaults = RetentionPolicy::default();
-        let idle_timeout = self.idle_timeout.get().map_or(defaults.idle_timeout, |e| e.as_option());
-        let max_lifetime = self.max_lifetime.get().map_or(defaults.max_lifetime, |e| e.as_option());
-        let launch_timeout = self.launch_timeout.get().map_or(DEFAULT_LAUNCH_TIMEOUT, |d| d.0);
-        let connect_timeout = self.connect_timeout.get().map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0);
+        let idle_timeout = self
+            .idle_timeout
+            .get()
+            .map_or(defaults.idle_timeout, |e| e.as_option());
+        let max_lifetime = self
+            .max_lifetime
+            .get()
+            .map_or(defaults.max_lifetime, |e| e.as_option());
+        let launch_timeout = self
+            .launch_timeout
+            .get()
+            .map_or(DEFAULT_LAUNCH_TIMEOUT, |d| d.0);
+        let connect_timeout = self
+            .connect_timeout
+            .get()
+            .map_or(DEFAULT_CONNECT_TIMEOUT, |d| d.0);
         for (field, d) in [
             ("idle_timeout", idle_timeout),
             ("max_lifetime", max_lifetime),
@@ -130,7 +173,10 @@ impl TemplateConfig {
             ("connect_timeout", Some(connect_timeout)),
         ] {
             if d.is_some_and(|d| d.is_zero()) {
-                p.add(field, "must be longer than zero (write `never` to switch a limit off)");
+                p.add(
+                    field,
+                    "must be longer than zero (write `never` to switch a limit off)",
+                );
             }
         }
 
@@ -138,9 +184,10 @@ impl TemplateConfig {
         let max_uses = self.max_uses.get().copied().or(defaults.max_uses);
         match max_uses {
             Some(0) => p.add("max_uses", "must be at least 1"),
-            Some(n) if one_shot && n > 1 => {
-                p.add("max_uses", format_args!("{n} contradicts one_shot: true (one build per agent)"))
-            }
+            Some(n) if one_shot && n > 1 => p.add(
+                "max_uses",
+                format_args!("{n} contradicts one_shot: true (one build per agent)"),
+            ),
             _ => {}
         }
 
@@ -149,11 +196,17 @@ impl TemplateConfig {
         let min_idle_windows = value(&self.min_idle_windows, defaults.min_idle_windows);
         if let Some(cap) = instance_cap {
             if min_idle > cap {
-                p.add("min_idle", format_args!("{min_idle} exceeds instance_cap {cap}"));
+                p.add(
+                    "min_idle",
+                    format_args!("{min_idle} exceeds instance_cap {cap}"),
+                );
             }
             for (i, w) in min_idle_windows.iter().enumerate() {
                 if w.count > cap {
-                    p.add(&format!("min_idle_windows[{i}].count"), format_args!("{} exceeds instance_cap {cap}", w.count));
+                    p.add(
+                        &format!("min_idle_windows[{i}].count"),
+                        format_args!("{} exceeds instance_cap {cap}", w.count),
+                    );
                 }
             }
         }
@@ -161,9 +214,15 @@ impl TemplateConfig {
         let mut environment = BTreeMap::new();
         for (k, v) in self.environment.get().into_iter().flatten() {
             if !env_name_ok(k) {
-                p.add(&format!("environment.{k}"), "invalid variable name (use [A-Za-z_][A-Za-z0-9_]*)");
+                p.add(
+                    &format!("environment.{k}"),
+                    "invalid variable name (use [A-Za-z_][A-Za-z0-9_]*)",
+                );
             } else if RESERVED_ENV.contains(&k.as_str()) {
-                p.add(&format!("environment.{k}"), "is set by jenkins-cloud and cannot be overridden");
+                p.add(
+                    &format!("environment.{k}"),
+                    "is set by jenkins-cloud and cannot be overridden",
+                );
             }
             if let Some(v) = v {
                 environment.insert(k.clone(), v.clone());
@@ -172,7 +231,10 @@ impl TemplateConfig {
 
         let spec = match &self.spec {
             Setting::Set(v) if !v.is_object() => {
-                p.add("spec", format_args!("must be a JSON object, found {}", json_kind(v)));
+                p.add(
+                    "spec",
+                    format_args!("must be a JSON object, found {}", json_kind(v)),
+                );
                 serde_json::Value::Null
             }
             Setting::Set(v) => strip_nulls(v),
@@ -189,7 +251,14 @@ impl TemplateConfig {
             remote_fs,
             mode,
             environment,
-            retention: RetentionPolicy { idle_timeout, one_shot, max_uses, max_lifetime, min_idle, min_idle_windows },
+            retention: RetentionPolicy {
+                idle_timeout,
+                one_shot,
+                max_uses,
+                max_lifetime,
+                min_idle,
+                min_idle_windows,
+            },
             instance_cap,
             launch_timeout,
             connect_timeout,
@@ -231,7 +300,13 @@ pub fn resolve_all(configs: &[TemplateConfig]) -> Result<Vec<AgentTemplate>, Tem
     let mut by_name: HashMap<&str, &TemplateConfig> = HashMap::new();
     for (i, c) in configs.iter().enumerate() {
         if by_name.insert(c.name.as_str(), c).is_some() {
-            push(&mut problems, format!("templates[{}].name: defined more than once (entry {i})", c.name));
+            push(
+                &mut problems,
+                format!(
+                    "templates[{}].name: defined more than once (entry {i})",
+                    c.name
+                ),
+            );
         }
     }
 
@@ -244,19 +319,30 @@ pub fn resolve_all(configs: &[TemplateConfig]) -> Result<Vec<AgentTemplate>, Tem
             let Some(parent) = by_name.get(parent_name.as_str()) else {
                 push(
                     &mut problems,
-                    format!("templates[{}].inherit_from: unknown parent template `{parent_name}`", child.name),
+                    format!(
+                        "templates[{}].inherit_from: unknown parent template `{parent_name}`",
+                        child.name
+                    ),
                 );
                 continue 'templates;
             };
             if let Some(pos) = chain.iter().position(|t| t.name == parent.name) {
                 let mut names: Vec<&str> = chain[pos..].iter().map(|t| t.name.as_str()).collect();
                 // Name the cycle from its alphabetically first member so each cycle is reported once.
-                let start = names.iter().enumerate().min_by_key(|(_, n)| **n).map_or(0, |(i, _)| i);
+                let start = names
+                    .iter()
+                    .enumerate()
+                    .min_by_key(|(_, n)| **n)
+                    .map_or(0, |(i, _)| i);
                 names.rotate_left(start);
                 names.push(names[0]);
                 push(
                     &mut problems,
-                    format!("templates[{}].inherit_from: inheritance cycle {}", names[0], names.join(" -> ")),
+                    format!(
+                        "templates[{}].inherit_from: inheritance cycle {}",
+                        names[0],
+                        names.join(" -> ")
+                    ),
                 );
                 continue 'templates;
             }
