@@ -265,6 +265,12 @@ fn spec_merges_deeply_with_null_removal() {
             "container": {"image": "a", "env": {"X": "1", "Y": "2"}}
         }))
     );
+    let dropped = cfg(json!({"name": "d", "spec": null})).inherit_from(&merged);
+    assert_eq!(
+        dropped.resolve().unwrap().spec,
+        json!({}),
+        "null spec drops the parent's spec"
+    );
     let g = grandchild.inherit_from(&merged).resolve().unwrap();
     assert_eq!(
         g.spec["container"],
