@@ -22,8 +22,14 @@ fn owner() -> OwnerId {
 
 fn templates() -> Vec<PlaceholderTemplate> {
     vec![
-        PlaceholderTemplate { name: "linux".into(), labels: LabelSet::parse("linux docker") },
-        PlaceholderTemplate { name: "arm".into(), labels: LabelSet::parse("arm64") },
+        PlaceholderTemplate {
+            name: "linux".into(),
+            labels: LabelSet::parse("linux docker"),
+        },
+        PlaceholderTemplate {
+            name: "arm".into(),
+            labels: LabelSet::parse("arm64"),
+        },
     ]
 }
 
@@ -41,7 +47,11 @@ fn client(fake: &FakeJenkins) -> JenkinsClient {
 fn spec(name: &str, labels: &str) -> NodeSpec {
     NodeSpec {
         name: name.into(),
-        marker: NodeMarker { owner: owner(), template: "linux".into(), created_at_ms: 1_764_000_000_000 },
+        marker: NodeMarker {
+            owner: owner(),
+            template: "linux".into(),
+            created_at_ms: 1_764_000_000_000,
+        },
         labels: LabelSet::parse(labels),
         executors: 1,
         remote_fs: "/home/jenkins/agent".into(),
@@ -51,15 +61,26 @@ fn spec(name: &str, labels: &str) -> NodeSpec {
 }
 
 async fn fake_with_version(version: &str) -> FakeJenkins {
-    FakeJenkins::start(FakeJenkinsConfig { version: version.into(), ..Default::default() }).await
+    FakeJenkins::start(FakeJenkinsConfig {
+        version: version.into(),
+        ..Default::default()
+    })
+    .await
 }
 
 #[tokio::test]
 async fn creates_with_xml_on_new_and_form_on_old_versions() {
-    for (version, via) in [("2.541.1", "xml"), ("2.539", "xml"), ("2.538", "form"), ("2.462.3", "form")] {
+    for (version, via) in [
+        ("2.541.1", "xml"),
+        ("2.539", "xml"),
+        ("2.538", "form"),
+        ("2.462.3", "form"),
+    ] {
         let fake = fake_with_version(version).await;
         let c = client(&fake);
-        c.create_node(&spec("ci-linux-abc234", "linux docker")).await.unwrap();
+        c.create_node(&spec("ci-linux-abc234", "linux docker"))
+            .await
+            .unwrap();
         assert_eq!(c.version().unwrap().to_string(), version);
         let node = fake.node("ci-linux-abc234").unwrap();
         assert_eq!(node.created_via, via, "{version}");
@@ -72,8 +93,14 @@ async fn creates_with_xml_on_new_and_form_on_old_versions() {
         assert_eq!(nodes[0].name, "ci-linux-abc234");
         assert!(nodes[0].offline && !nodes[0].is_connected());
         // Duplicate.
-        let err = c.create_node(&spec("ci-linux-abc234", "linux")).await.unwrap_err();
-        assert!(matches!(&err, JenkinsError::Conflict { message } if message.contains("already exists")), "{err:?}");
+        let err = c
+            .create_node(&spec("ci-linux-abc234", "linux"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, JenkinsError::Conflict { message } if message.contains("already exists")),
+            "{err:?}"
+        );
         assert_eq!(err.class(), ErrorClass::Permanent);
     }
 }
@@ -83,13 +110,20 @@ async fn bad_names_are_refused_by_the_client_and_by_the_form_path() {
     let fake = fake_with_version("2.500").await;
     let c = client(&fake);
     let err = c.create_node(&spec("ci/bad", "linux")).await.unwrap_err();
-    assert!(matches!(&err, JenkinsError::BadRequest { message } if message.contains("forbidden character")), "{err}");
+    assert!(
+        matches!(&err, JenkinsError::BadRequest { message } if message.contains("forbidden character")),
+        "{err}"
+    );
     assert!(fake.nodes().is_empty());
     // The fake's own form validation (what Jenkins does): 400 with X-Error.
     let resp = reqwest::Client::new()
         .post(format!("{}computer/doCreateItem", fake.url()))
         .basic_auth("admin", Some(TOKEN))
-        .form(&[("name", "a:b"), ("type", "hudson.slaves.DumbSlave$DescriptorImpl"), ("json", "{}")])
+        .form(&[
+            ("name", "a:b"),
+            ("type", "hudson.slaves.DumbSlave$DescriptorImpl"),
+            ("json", "{}"),
+        ])
         .send()
         .await
         .unwrap();
@@ -102,7 +136,9 @@ async fn bad_names_are_refused_by_the_client_and_by_the_form_path() {
 async fn secret_connect_build_drain_delete() {
     let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
     let c = client(&fake);
-    c.create_node(&spec("ci-linux-abc234", "linux")).await.unwrap();
+    c.create_node(&spec("ci-linux-abc234", "linux"))
+        .await
+        .unwrap();
     let secret = c.agent_secret("ci-linux-abc234").await.unwrap();
     assert_eq!(secret.expose(), fake.secret_for("ci-linux-abc234"));
     assert_eq!(secret.expose().len(), 64);
@@ -111,7 +147,9 @@ async fn secret_connect_build_drain_delete() {
         fake.connect_agent("ci-linux-abc234", "0".repeat(64).as_str()),
         Err(ConnectError::WrongSecret("ci-linux-abc234".into()))
     );
-    let conn = fake.connect_agent("ci-linux-abc234", secret.expose()).unwrap();
+    let conn = fake
+        .connect_agent("ci-linux-abc234", secret.expose())
+        .unwrap();
     assert_eq!(
         fake.connect_agent("ci-linux-abc234", secret.expose()),
         Err(ConnectError::AlreadyConnected("ci-linux-abc234".into()))
@@ -128,11 +166,17 @@ async fn secret_connect_build_drain_delete() {
     let node = &c.nodes().await.unwrap()[0];
     assert!(node.is_busy());
     assert_eq!(node.busy_executors, 1);
-    assert!(node.current_builds[0].ends_with("job/app/1/"), "{:?}", node.current_builds);
+    assert!(
+        node.current_builds[0].ends_with("job/app/1/"),
+        "{:?}",
+        node.current_builds
+    );
     assert!(fake.finish_build(builds[0].id));
     assert!(!c.nodes().await.unwrap()[0].is_busy());
 
-    c.drain_node("ci-linux-abc234", "idle for 5 min").await.unwrap();
+    c.drain_node("ci-linux-abc234", "idle for 5 min")
+        .await
+        .unwrap();
     let n = fake.node("ci-linux-abc234").unwrap();
     assert!(n.temporarily_offline);
     assert_eq!(n.offline_reason.as_deref(), Some("idle for 5 min"));
@@ -146,8 +190,14 @@ async fn secret_connect_build_drain_delete() {
     assert!(fake.node("ci-linux-abc234").is_none());
     c.delete_node("ci-linux-abc234").await.unwrap();
     fake.disconnect(&conn);
-    assert!(matches!(c.agent_secret("ci-linux-abc234").await, Err(JenkinsError::NotFound { .. })));
-    assert!(matches!(c.drain_node("ci-linux-abc234", "x").await, Err(JenkinsError::NotFound { .. })));
+    assert!(matches!(
+        c.agent_secret("ci-linux-abc234").await,
+        Err(JenkinsError::NotFound { .. })
+    ));
+    assert!(matches!(
+        c.drain_node("ci-linux-abc234", "x").await,
+        Err(JenkinsError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
@@ -155,8 +205,12 @@ async fn foreign_nodes_are_never_touched() {
     let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
     fake.add_node(FakeNode::new("static-1", "linux"));
     let mut other = FakeNode::new("other-linux-abc234", "linux");
-    other.description =
-        NodeMarker { owner: OwnerId::new("other").unwrap(), template: "linux".into(), created_at_ms: 1 }.to_description();
+    other.description = NodeMarker {
+        owner: OwnerId::new("other").unwrap(),
+        template: "linux".into(),
+        created_at_ms: 1,
+    }
+    .to_description();
     fake.add_node(other);
     let c = client(&fake);
     assert!(c.nodes().await.unwrap().is_empty());
@@ -178,7 +232,9 @@ async fn builds_finish_by_themselves_in_tokio_time() {
     })
     .await;
     let c = client(&fake);
-    c.create_node(&spec("ci-linux-abc234", "linux")).await.unwrap();
+    c.create_node(&spec("ci-linux-abc234", "linux"))
+        .await
+        .unwrap();
     let s = c.agent_secret("ci-linux-abc234").await.unwrap();
     fake.connect_agent("ci-linux-abc234", s.expose()).unwrap();
     fake.queue_pipeline("pipe", "linux");
@@ -203,13 +259,25 @@ async fn script_console_gives_exact_labels() {
     let b = fake.queue_pipeline("pipe", "");
     let h = fake.queue_hidden("secret-job", "arm64");
     let d = c.demand().await.unwrap();
-    let got: Vec<_> = d.items.iter().map(|i| (i.id, i.task.clone(), i.requirement.clone())).collect();
+    let got: Vec<_> = d
+        .items
+        .iter()
+        .map(|i| (i.id, i.task.clone(), i.requirement.clone()))
+        .collect();
     assert_eq!(
         got,
         vec![
-            (a, "app".into(), Requirement::Label("linux&&docker".parse().unwrap())),
+            (
+                a,
+                "app".into(),
+                Requirement::Label("linux&&docker".parse().unwrap())
+            ),
             (b, "part of pipe #1".into(), Requirement::AnyNode),
-            (h, "secret-job".into(), Requirement::Label("arm64".parse().unwrap())),
+            (
+                h,
+                "secret-job".into(),
+                Requirement::Label("arm64".parse().unwrap())
+            ),
         ]
     );
     assert!(d.unattributed.is_empty());
@@ -231,19 +299,37 @@ async fn auto_mode_falls_back_to_why_with_placeholders() {
     assert_eq!(c.effective_demand_mode(), DemandMode::WhyParsing);
     // Placeholders: EXCLUSIVE, offline, labelled, marked.
     for t in templates() {
-        let p = fake.node(&placeholder_name(&owner(), &t.name)).expect("placeholder");
+        let p = fake
+            .node(&placeholder_name(&owner(), &t.name))
+            .expect("placeholder");
         assert_eq!(p.mode, NodeMode::Exclusive);
         assert_eq!(p.labels, t.labels);
         assert!(p.is_offline());
         assert_eq!(NodeMarker::parse(&p.description).unwrap().template, t.name);
     }
-    let got: Vec<_> = d.items.iter().map(|i| (i.id, i.task.clone(), i.requirement.clone())).collect();
+    let got: Vec<_> = d
+        .items
+        .iter()
+        .map(|i| (i.id, i.task.clone(), i.requirement.clone()))
+        .collect();
     assert_eq!(
         got,
         vec![
-            (only_linux_template, "app".into(), Requirement::Template("linux".into())),
-            (two_templates, "part of pipe #1".into(), Requirement::Label("linux||arm64".parse().unwrap())),
-            (nothing, "gpu".into(), Requirement::Label("gpu".parse().unwrap())),
+            (
+                only_linux_template,
+                "app".into(),
+                Requirement::Template("linux".into())
+            ),
+            (
+                two_templates,
+                "part of pipe #1".into(),
+                Requirement::Label("linux||arm64".parse().unwrap())
+            ),
+            (
+                nothing,
+                "gpu".into(),
+                Requirement::Label("gpu".parse().unwrap())
+            ),
             (any, "any".into(), Requirement::AnyNode),
         ]
     );
@@ -252,9 +338,14 @@ async fn auto_mode_falls_back_to_why_with_placeholders() {
     // Placeholders are not listed as our nodes and cannot be deleted through the trait.
     assert!(c.nodes().await.unwrap().is_empty());
     let p = placeholder_name(&owner(), "linux");
-    assert!(matches!(c.delete_node(&p).await, Err(JenkinsError::BadRequest { .. })));
+    assert!(matches!(
+        c.delete_node(&p).await,
+        Err(JenkinsError::BadRequest { .. })
+    ));
     // An agent of a template named in `why` maps back to it.
-    c.create_node(&spec("ci-linux-k7m2pq", "linux docker")).await.unwrap();
+    c.create_node(&spec("ci-linux-k7m2pq", "linux docker"))
+        .await
+        .unwrap();
     let s = c.agent_secret("ci-linux-k7m2pq").await.unwrap();
     fake.connect_agent("ci-linux-k7m2pq", s.expose()).unwrap();
     let d = c.demand().await.unwrap();
@@ -279,12 +370,21 @@ async fn placeholders_with_changed_labels_are_recreated() {
     let r = c2.ensure_placeholders().await.unwrap();
     assert_eq!(r.updated, vec![placeholder_name(&owner(), "linux")]);
     assert_eq!(r.unchanged, vec![placeholder_name(&owner(), "arm")]);
-    assert_eq!(fake.node(&placeholder_name(&owner(), "linux")).unwrap().labels, LabelSet::parse("big docker linux"));
+    assert_eq!(
+        fake.node(&placeholder_name(&owner(), "linux"))
+            .unwrap()
+            .labels,
+        LabelSet::parse("big docker linux")
+    );
 }
 
 #[tokio::test]
 async fn session_mode_uses_crumb_and_cookie() {
-    let fake = FakeJenkins::start(FakeJenkinsConfig { session_mode: true, ..Default::default() }).await;
+    let fake = FakeJenkins::start(FakeJenkinsConfig {
+        session_mode: true,
+        ..Default::default()
+    })
+    .await;
     let raw = reqwest::Client::new()
         .post(format!("{}computer/doCreateItem", fake.url()))
         .basic_auth("admin", Some(TOKEN))
@@ -295,7 +395,9 @@ async fn session_mode_uses_crumb_and_cookie() {
     assert_eq!(raw.status(), 403);
     assert!(raw.text().await.unwrap().contains("No valid crumb"));
     let c = client(&fake);
-    c.create_node(&spec("ci-linux-abc234", "linux")).await.unwrap();
+    c.create_node(&spec("ci-linux-abc234", "linux"))
+        .await
+        .unwrap();
     c.drain_node("ci-linux-abc234", "bye").await.unwrap();
     c.delete_node("ci-linux-abc234").await.unwrap();
     assert!(fake.nodes().is_empty());
@@ -312,24 +414,59 @@ async fn auth_and_permission_errors_are_typed() {
     assert_eq!(err.class(), ErrorClass::Permanent);
 
     fake.add_user(FakeUser::with("reader", "reader-token", &[]));
-    fake.add_user(FakeUser::with("connector", "connector-token", &[AGENT_CONNECT]));
+    fake.add_user(FakeUser::with(
+        "connector",
+        "connector-token",
+        &[AGENT_CONNECT],
+    ));
     let admin = client(&fake);
-    admin.create_node(&spec("ci-linux-abc234", "linux")).await.unwrap();
+    admin
+        .create_node(&spec("ci-linux-abc234", "linux"))
+        .await
+        .unwrap();
     let reader = JenkinsClient::new(config(&fake, "reader", "reader-token")).unwrap();
     let perm = |e: JenkinsError| match e {
         JenkinsError::Forbidden { permission } => permission,
         other => panic!("expected Forbidden, got {other:?}"),
     };
-    assert_eq!(perm(reader.create_node(&spec("ci-linux-zzz234", "l")).await.unwrap_err()), "Agent/Create");
-    assert_eq!(perm(reader.agent_secret("ci-linux-abc234").await.unwrap_err()), "Agent/Connect");
-    assert_eq!(perm(reader.drain_node("ci-linux-abc234", "r").await.unwrap_err()), "Agent/Disconnect");
-    assert_eq!(perm(reader.delete_node("ci-linux-abc234").await.unwrap_err()), "Agent/Delete");
+    assert_eq!(
+        perm(
+            reader
+                .create_node(&spec("ci-linux-zzz234", "l"))
+                .await
+                .unwrap_err()
+        ),
+        "Agent/Create"
+    );
+    assert_eq!(
+        perm(reader.agent_secret("ci-linux-abc234").await.unwrap_err()),
+        "Agent/Connect"
+    );
+    assert_eq!(
+        perm(reader.drain_node("ci-linux-abc234", "r").await.unwrap_err()),
+        "Agent/Disconnect"
+    );
+    assert_eq!(
+        perm(reader.delete_node("ci-linux-abc234").await.unwrap_err()),
+        "Agent/Delete"
+    );
     let mut cfg = config(&fake, "reader", "reader-token");
     cfg.demand_mode = DemandMode::ScriptConsole;
     let scripted = JenkinsClient::new(cfg).unwrap();
-    assert_eq!(perm(scripted.demand().await.unwrap_err()), "Overall/Administer");
+    assert_eq!(
+        perm(scripted.demand().await.unwrap_err()),
+        "Overall/Administer"
+    );
     // Why mode needs Agent/Create for its placeholders.
     assert_eq!(perm(reader.demand().await.unwrap_err()), "Agent/Create");
     let connector = JenkinsClient::new(config(&fake, "connector", "connector-token")).unwrap();
-    assert_eq!(connector.agent_secret("ci-linux-abc234").await.unwrap().expose().len(), 64);
+    assert_eq!(
+        connector
+            .agent_secret("ci-linux-abc234")
+            .await
+            .unwrap()
+            .expose()
+            .len(),
+        64
+    );
 }

@@ -427,7 +427,7 @@ impl JenkinsClient {
                 }
                 Err(e) => return Err(e),
                 Ok(c) => {
-                    if !marker_of(&c).is_some_and(|m| m.owner == self.owner) {
+                    if marker_of(&c).is_none_or(|m| m.owner != self.owner) {
                         return Err(JenkinsError::NotOwned { name });
                     }
                     let mut have: Vec<&str> = c

@@ -117,15 +117,15 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn authenticate(s: &State, headers: &HeaderMap) -> Result<FakeUser, Response> {
+fn authenticate(s: &State, headers: &HeaderMap) -> Result<FakeUser, Box<Response>> {
     let Some(auth) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     else {
-        return Err(page(
+        return Err(Box::new(page(
             StatusCode::FORBIDDEN,
             "anonymous is missing the Overall/Read permission",
-        ));
+        )));
     };
     let decoded = auth
         .strip_prefix("Basic ")
@@ -145,7 +145,7 @@ fn authenticate(s: &State, headers: &HeaderMap) -> Result<FakeUser, Response> {
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"Jenkins\""),
         );
-        r
+        Box::new(r)
     })
 }
 
@@ -206,7 +206,7 @@ async fn handle_inner(shared: &Shared, req: Request) -> Response {
     let mut s = lock(shared);
     let user = match authenticate(&s, &parts.headers) {
         Ok(u) => u,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let session = session_of(&parts.headers);
     if parts.method == Method::POST && s.config.session_mode {
