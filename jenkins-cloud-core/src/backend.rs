@@ -255,7 +255,11 @@ pub struct Capabilities {
 
 impl Capabilities {
     /// Capabilities with the given batch limits and no spot or warm pool.
-    pub fn new(max_launch_batch: usize, max_describe_batch: usize, max_terminate_batch: usize) -> Self {
+    pub fn new(
+        max_launch_batch: usize,
+        max_describe_batch: usize,
+        max_terminate_batch: usize,
+    ) -> Self {
         Self {
             max_launch_batch,
             max_describe_batch,
@@ -316,22 +320,31 @@ pub enum BackendError {
 impl BackendError {
     /// A [`BackendError::Capacity`].
     pub fn capacity(message: impl Into<String>) -> Self {
-        Self::Capacity { message: message.into() }
+        Self::Capacity {
+            message: message.into(),
+        }
     }
 
     /// A [`BackendError::Throttled`] without a retry-after hint.
     pub fn throttled(message: impl Into<String>) -> Self {
-        Self::Throttled { message: message.into(), retry_after: None }
+        Self::Throttled {
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     /// A [`BackendError::Transient`].
     pub fn transient(message: impl Into<String>) -> Self {
-        Self::Transient { message: message.into() }
+        Self::Transient {
+            message: message.into(),
+        }
     }
 
     /// A [`BackendError::Permanent`].
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self::Permanent { message: message.into() }
+        Self::Permanent {
+            message: message.into(),
+        }
     }
 
     /// An error of the given class.

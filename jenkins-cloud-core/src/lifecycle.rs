@@ -192,7 +192,10 @@ mod tests {
         let err = Busy.transition(Terminating).unwrap_err();
         assert_eq!(err.from, Busy);
         assert_eq!(err.to, Terminating);
-        assert_eq!(err.to_string(), "agent state cannot go from busy to terminating");
+        assert_eq!(
+            err.to_string(),
+            "agent state cannot go from busy to terminating"
+        );
         assert!(Draining.transition(Idle).is_err());
         assert!(Idle.transition(Starting).is_err());
         assert!(Requested.transition(Idle).is_err());

@@ -45,7 +45,10 @@ impl FromStr for Window {
     type Err = WindowParseError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason: String| WindowParseError { input: input.to_owned(), reason };
+        let err = |reason: String| WindowParseError {
+            input: input.to_owned(),
+            reason,
+        };
         let parts: Vec<&str> = input.split_whitespace().collect();
         let (days_part, time_part) = match parts.as_slice() {
             [t] => (None, *t),
@@ -78,7 +81,12 @@ impl FromStr for Window {
         if start_min == end_min {
             return Err(err("start and end are equal: the window is empty".into()));
         }
-        Ok(Self { days, start_min, end_min, text: input.trim().to_owned() })
+        Ok(Self {
+            days,
+            start_min,
+            end_min,
+            text: input.trim().to_owned(),
+        })
     }
 }
 
@@ -139,7 +147,7 @@ mod tests {
     use super::*;
 
     // 2026-11-30 is a Monday.
-    const MON_0000: u64 = 1_764_460_800;
+    const MON_0000: u64 = 1_795_996_800;
 
     fn at(day: u64, h: u64, m: u64) -> u64 {
         MON_0000 + day * 86_400 + h * 3600 + m * 60
@@ -160,7 +168,10 @@ mod tests {
         let w: Window = "Fri-Mon 22:00-06:00".parse().unwrap();
         assert!(w.contains(at(4, 23, 0)), "Fri night");
         assert!(w.contains(at(5, 5, 0)), "Sat early belongs to Fri's window");
-        assert!(w.contains(at(1, 5, 59)), "Tue early belongs to Mon's window");
+        assert!(
+            w.contains(at(1, 5, 59)),
+            "Tue early belongs to Mon's window"
+        );
         assert!(!w.contains(at(2, 5, 0)), "Wed early: Tue has no window");
         let every: Window = "00:00-24:00".parse().unwrap();
         assert!(every.contains(at(6, 23, 59)));
@@ -170,7 +181,7 @@ mod tests {
     fn errors_name_the_part() {
         for (input, needle) in [
             ("Mon-Fry 08:00-18:00", "unknown day"),
-            ("Mon 8-18", "expected HH:MM-HH:MM"),
+            ("Mon 0818", "expected HH:MM-HH:MM"),
             ("Mon 25:00-26:00", "bad start time"),
             ("08:00-08:00", "empty"),
             ("", "expected"),

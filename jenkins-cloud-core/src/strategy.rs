@@ -93,6 +93,10 @@ mod tests {
         assert_eq!(s.agents_to_launch("t", &pool(50, 10, 5, 5, 1), now), 30);
         assert_eq!(s.agents_to_launch("t", &pool(5, 10, 0, 0, 1), now), 0);
         assert_eq!(s.agents_to_launch("t", &pool(7, 0, 0, 0, 2), now), 4);
-        assert_eq!(s.agents_to_launch("t", &pool(1, 0, 0, 0, 0), now), 1, "0 executors treated as 1");
+        assert_eq!(
+            s.agents_to_launch("t", &pool(1, 0, 0, 0, 0), now),
+            1,
+            "0 executors treated as 1"
+        );
     }
 }

@@ -20,10 +20,14 @@ pub fn check_good_name(name: &str) -> Result<(), String> {
     }
     for (pos, c) in name.chars().enumerate() {
         if c.is_control() {
-            return Err(format!("node name has a control character at position {pos}"));
+            return Err(format!(
+                "node name has a control character at position {pos}"
+            ));
         }
         if FORBIDDEN.contains(&c) {
-            return Err(format!("node name `{name}` has the forbidden character `{c}` at position {pos}"));
+            return Err(format!(
+                "node name `{name}` has the forbidden character `{c}` at position {pos}"
+            ));
         }
     }
     Ok(())
@@ -49,8 +53,9 @@ mod tests {
     #[test]
     fn generated_names_are_good_and_distinct() {
         let mut rng = fastrand::Rng::with_seed(7);
-        let names: std::collections::HashSet<_> =
-            (0..1000).map(|_| generate("ci", "linux-small", &mut rng)).collect();
+        let names: std::collections::HashSet<_> = (0..1000)
+            .map(|_| generate("ci", "linux-small", &mut rng))
+            .collect();
         assert_eq!(names.len(), 1000);
         for n in &names {
             assert!(n.starts_with("ci-linux-small-") && n.len() == "ci-linux-small-".len() + 6);
@@ -60,7 +65,9 @@ mod tests {
 
     #[test]
     fn jenkins_rules_are_enforced() {
-        for bad in ["", " ", ".", "..", "agent.", "a/b", "a:b", "a;b", "a[1]", "x\u{7}y", "50%"] {
+        for bad in [
+            "", " ", ".", "..", "agent.", "a/b", "a:b", "a;b", "a[1]", "x\u{7}y", "50%",
+        ] {
             assert!(check_good_name(bad).is_err(), "{bad:?}");
         }
         for good in ["a", "agent-1", "a.b", "名前", "with space"] {

@@ -46,7 +46,9 @@ pub async fn moto() -> &'static MotoServer {
                 Ok(endpoint) if !endpoint.is_empty() => endpoint,
                 _ => spawn_local_server(),
             };
-            let server = MotoServer { endpoint: endpoint.trim_end_matches('/').to_owned() };
+            let server = MotoServer {
+                endpoint: endpoint.trim_end_matches('/').to_owned(),
+            };
             server.wait_ready().await;
             server.keep_ecs_tasks_running().await;
             server
@@ -81,6 +83,8 @@ fn spawn_local_server() -> String {
         bin = bin.display(),
         parent = std::process::id()
     );
+    // Not waited for: the watchdog shell outlives nothing but this process.
+    #[allow(clippy::zombie_processes)]
     Command::new("sh")
         .arg("-c")
         .arg(script)
@@ -133,12 +137,19 @@ impl MotoServer {
     /// If moto refuses it.
     pub async fn set_transition(&self, body: &str) {
         let resp = reqwest::Client::new()
-            .post(format!("{}/moto-api/state-manager/set-transition", self.endpoint))
+            .post(format!(
+                "{}/moto-api/state-manager/set-transition",
+                self.endpoint
+            ))
             .header("content-type", "application/json")
             .body(body.to_owned())
             .send()
             .await
             .expect("moto state-manager request");
-        assert!(resp.status().is_success(), "moto refused transition {body}: {}", resp.status());
+        assert!(
+            resp.status().is_success(),
+            "moto refused transition {body}: {}",
+            resp.status()
+        );
     }
 }

@@ -1,0 +1,320 @@
+//! The reconcile loop: observe → plan → act, once per pass.
+//!
+//! * **observe** reads the queue, our Jenkins nodes and every backend's owned
+//!   resources, and folds them into the agent records ([`state::absorb`]). If any
+//!   of these reads fails, the pass stops there and changes nothing: acting on a
+//!   partial view could delete healthy agents.
+//! * **plan** ([`plan::plan`]) is a pure function of the records, the demand, the
+//!   templates and the caps, returning [`Action`]s.
+//! * **act** carries them out in batches and reports what succeeded and failed.
+//!
+//! Time comes from tokio (`tokio::time::Instant`), so tests and the simulator run
+//! the loop in paused time. The loop keeps no state that cannot be rebuilt: after
+//! a restart, the node markers and cloud tags give back every agent, so nothing
+//! is launched twice and nothing is forgotten.
+
+mod act;
+mod backoff;
+pub mod plan;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+pub use act::{client_token, ActReport, Launched, StepError};
+pub use backoff::{Backoff, BackoffPolicy};
+pub use plan::{Action, Caps, Plan};
+pub use state::{Agent, Observation};
+
+use crate::backend::{Backend, BackendError, JenkinsEndpoint, OwnerId};
+use crate::jenkins::{Demand, JenkinsApi, JenkinsError};
+use crate::strategy::ProvisioningStrategy;
+use crate::template::AgentTemplate;
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// Whose nodes and resources these are.
+    pub owner: OwnerId,
+    /// First part of node names (`<prefix>-<template>-<random>`); usually the owner id.
+    pub node_prefix: String,
+    /// Where agents connect.
+    pub endpoint: JenkinsEndpoint,
+    /// Caps across templates.
+    pub caps: Caps,
+    /// Time between passes.
+    pub poll_interval: Duration,
+    /// How long a node may lack a cloud resource (or the reverse) before it is an orphan.
+    pub orphan_grace: Duration,
+    /// How long before re-sending a termination that has not taken effect.
+    pub terminate_retry: Duration,
+    /// Launch backoff after errors.
+    pub backoff: BackoffPolicy,
+    /// Seed for agent name suffixes (`None`: random).
+    pub seed: Option<u64>,
+}
+
+impl ReconcileConfig {
+    /// Defaults: 10 s passes, 60 s orphan grace, 60 s termination retry.
+    pub fn new(owner: OwnerId, endpoint: JenkinsEndpoint) -> Self {
+        Self {
+            node_prefix: owner.as_str().to_owned(),
+            owner,
+            endpoint,
+            caps: Caps::default(),
+            poll_interval: Duration::from_secs(10),
+            orphan_grace: Duration::from_secs(60),
+            terminate_retry: Duration::from_secs(60),
+            backoff: BackoffPolicy::default(),
+            seed: None,
+        }
+    }
+}
+
+/// A template and the backend that runs its agents.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    /// The template.
+    pub template: Arc<AgentTemplate>,
+    /// Its backend (several pools may share one).
+    pub backend: Arc<dyn Backend>,
+}
+
+/// Why a pass could not observe; nothing was changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObserveError {
+    /// Jenkins could not be read.
+    #[error("reading Jenkins failed: {0}")]
+    Jenkins(#[from] JenkinsError),
+    /// A backend could not list its resources.
+    #[error("listing {backend} resources failed: {error}")]
+    Backend {
+        /// Backend kind.
+        backend: String,
+        /// The error.
+        error: BackendError,
+    },
+}
+
+/// What one pass saw, decided and did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PassReport {
+    /// The plan.
+    pub plan: Plan,
+    /// What was done.
+    pub act: ActReport,
+}
+
+/// Maps tokio time to wall-clock time: wall = epoch + (now − start). In paused
+/// time (tests, simulator) wall time advances with the simulated clock.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    epoch_ms: u64,
+    start: Instant,
+}
+
+impl WallClock {
+    fn now_ms(&self, now: Instant) -> u64 {
+        self.epoch_ms + now.duration_since(self.start).as_millis() as u64
+    }
+}
+
+/// The reconcile loop over one Jenkins and any number of pools.
+#[derive(Debug)]
+pub struct Reconciler {
+    config: ReconcileConfig,
+    jenkins: Arc<dyn JenkinsApi>,
+    templates: Vec<Arc<AgentTemplate>>,
+    backends: Vec<Arc<dyn Backend>>,
+    template_backend: BTreeMap<String, usize>,
+    instance_backend: BTreeMap<String, usize>,
+    strategy: Box<dyn ProvisioningStrategy>,
+    agents: BTreeMap<String, Agent>,
+    backoff: Backoff,
+    clock: WallClock,
+    rng: fastrand::Rng,
+}
+
+impl Reconciler {
+    /// A loop over `pools` (in priority order: a queue item goes to the first
+    /// template that can take it) with wall time taken from the system clock.
+    pub fn new(
+        config: ReconcileConfig,
+        jenkins: Arc<dyn JenkinsApi>,
+        pools: Vec<Pool>,
+        strategy: Box<dyn ProvisioningStrategy>,
+    ) -> Self {
+        let epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        Self::with_epoch(config, jenkins, pools, strategy, epoch_ms)
+    }
+
+    /// Like [`Reconciler::new`], with wall time starting at `epoch_ms` (ms since the
+    /// Unix epoch) now: for simulations that replay a given day.
+    pub fn with_epoch(
+        config: ReconcileConfig,
+        jenkins: Arc<dyn JenkinsApi>,
+        pools: Vec<Pool>,
+        strategy: Box<dyn ProvisioningStrategy>,
+        epoch_ms: u64,
+    ) -> Self {
+        let mut backends: Vec<Arc<dyn Backend>> = Vec::new();
+        let mut template_backend = BTreeMap::new();
+        for pool in &pools {
+            let index = match backends.iter().position(|b| Arc::ptr_eq(b, &pool.backend)) {
+                Some(i) => i,
+                None => {
+                    backends.push(Arc::clone(&pool.backend));
+                    backends.len() - 1
+                }
+            };
+            template_backend.insert(pool.template.name.clone(), index);
+        }
+        let rng = match config.seed {
+            Some(seed) => fastrand::Rng::with_seed(seed),
+            None => fastrand::Rng::new(),
+        };
+        Self {
+            backoff: Backoff::new(config.backoff.clone()),
+            config,
+            jenkins,
+            templates: pools.into_iter().map(|p| p.template).collect(),
+            backends,
+            template_backend,
+            instance_backend: BTreeMap::new(),
+            strategy,
+            agents: BTreeMap::new(),
+            clock: WallClock {
+                epoch_ms,
+                start: Instant::now(),
+            },
+            rng,
+        }
+    }
+
+    /// The agents currently tracked.
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values()
+    }
+
+    /// The loop's settings.
+    pub fn config(&self) -> &ReconcileConfig {
+        &self.config
+    }
+
+    fn template(&self, name: &str) -> Option<(Arc<AgentTemplate>, usize)> {
+        let template = self.templates.iter().find(|t| t.name == name)?;
+        Some((Arc::clone(template), *self.template_backend.get(name)?))
+    }
+
+    /// Reads Jenkins and every backend and folds the result into the agent records.
+    pub async fn observe(&mut self) -> Result<Demand, ObserveError> {
+        let now = Instant::now();
+        let demand = self.jenkins.demand().await?;
+        let nodes = self.jenkins.nodes().await?;
+        let mut obs = Observation {
+            wall_ms: self.clock.now_ms(now),
+            ..Observation::default()
+        };
+        for node in nodes {
+            obs.nodes.insert(node.name.clone(), node);
+        }
+        self.instance_backend.clear();
+        for (index, backend) in self.backends.iter().enumerate() {
+            let listed = backend
+                .list_owned()
+                .await
+                .map_err(|error| ObserveError::Backend {
+                    backend: backend.kind().to_owned(),
+                    error,
+                })?;
+            for instance in listed {
+                let newer = match obs.instances.get(&instance.agent_name) {
+                    Some(existing) => existing.state.is_gone() && !instance.state.is_gone(),
+                    None => true,
+                };
+                if newer {
+                    self.instance_backend
+                        .insert(instance.agent_name.clone(), index);
+                    obs.instances.insert(instance.agent_name.clone(), instance);
+                }
+            }
+        }
+        state::absorb(&mut self.agents, &obs, now, self.config.orphan_grace);
+        self.agents
+            .retain(|_, a| a.state != crate::lifecycle::AgentState::Terminated);
+        Ok(demand)
+    }
+
+    /// Plans for `demand` against the current records without acting.
+    pub fn plan(&mut self, demand: &Demand) -> Plan {
+        let now = Instant::now();
+        let blocked = self.backoff.blocked_until();
+        let input = plan::PlanInput {
+            templates: &self.templates,
+            agents: &self.agents,
+            demand,
+            caps: &self.config.caps,
+            blocked_until: &blocked,
+            now,
+            wall_secs: self.clock.now_ms(now) / 1000,
+            terminate_retry: self.config.terminate_retry,
+        };
+        plan::plan(&input, self.strategy.as_mut())
+    }
+
+    /// Observes and plans, changing nothing (the `plan` command).
+    pub async fn dry_run(&mut self) -> Result<Plan, ObserveError> {
+        let demand = self.observe().await?;
+        Ok(self.plan(&demand))
+    }
+
+    /// One full pass: observe, plan, act.
+    pub async fn run_once(&mut self) -> Result<PassReport, ObserveError> {
+        let demand = self.observe().await?;
+        let plan = self.plan(&demand);
+        let now = Instant::now();
+        let act = self.act(&plan.actions, now, self.clock.now_ms(now)).await;
+        for e in &act.errors {
+            tracing::warn!(step = e.step, agent = ?e.agent, class = %e.class, error = %e.message, "step failed");
+        }
+        Ok(PassReport { plan, act })
+    }
+
+    /// Runs passes every `poll_interval` until `shutdown` completes; the pass in
+    /// progress is finished first. Each report goes to `on_pass`.
+    pub async fn run<F>(
+        &mut self,
+        shutdown: F,
+        mut on_pass: impl FnMut(&Result<PassReport, ObserveError>),
+    ) where
+        F: Future<Output = ()>,
+    {
+        tokio::pin!(shutdown);
+        let mut ticker = tokio::time::interval(self.config.poll_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = ticker.tick() => {}
+            }
+            let result = self.run_once().await;
+            if let Err(e) = &result {
+                tracing::warn!(error = %e, "pass skipped: nothing changed");
+            }
+            on_pass(&result);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "act_tests.rs"]
+mod act_tests;
