@@ -4,6 +4,8 @@
 set -euo pipefail
 umask 077
 mkdir -p /etc/jenkins-cloud /var/lib/jenkins-cloud
+# The agent user must reach the secret file (0640) and agent.jar; agent.conf stays 0600.
+chmod 755 /etc/jenkins-cloud /var/lib/jenkins-cloud
 
 # Settings for the start script; %q keeps every value one shell word.
 {
