@@ -326,13 +326,6 @@ impl EcsApi for aws_sdk_ecs::Client {
 }
 
 #[cfg(test)]
-impl fmt::Debug for MockEcsApi {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MockEcsApi")
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
 
