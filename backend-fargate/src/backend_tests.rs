@@ -31,7 +31,11 @@ fn owner() -> OwnerId {
 
 fn backend(mock: MockEcsApi) -> FargateBackend {
     let mut config = FargateConfig::new(owner(), vec!["ci".into()]);
-    config.backoff = Backoff { retries: 3, base: Duration::from_millis(100), max: Duration::from_secs(1) };
+    config.backoff = Backoff {
+        retries: 3,
+        base: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+    };
     FargateBackend::with_api(config, Arc::new(mock)).unwrap()
 }
 
@@ -56,12 +60,19 @@ fn external_spec() -> serde_json::Value {
 fn agents(names: &[&str]) -> Vec<AgentLaunch> {
     names
         .iter()
-        .map(|n| AgentLaunch { agent_name: (*n).into(), secret: Secret::new(SECRET), client_token: format!("tok-{n}") })
+        .map(|n| AgentLaunch {
+            agent_name: (*n).into(),
+            secret: Secret::new(SECRET),
+            client_token: format!("tok-{n}"),
+        })
         .collect()
 }
 
 fn endpoint() -> JenkinsEndpoint {
-    JenkinsEndpoint { url: "https://jenkins.example/".into(), transport: AgentTransport::WebSocket }
+    JenkinsEndpoint {
+        url: "https://jenkins.example/".into(),
+        transport: AgentTransport::WebSocket,
+    }
 }
 
 fn env_of<'a>(input: &'a RunTaskInputBuilder, name: &str) -> Option<&'a str> {
@@ -77,11 +88,15 @@ fn arn(id: &str) -> String {
 }
 
 fn started(id: &str) -> RunTaskOutput {
-    RunTaskOutput::builder().tasks(Task::builder().task_arn(arn(id)).build()).build()
+    RunTaskOutput::builder()
+        .tasks(Task::builder().task_arn(arn(id)).build())
+        .build()
 }
 
 fn failed(reason: &str) -> RunTaskOutput {
-    RunTaskOutput::builder().failures(Failure::builder().reason(reason).build()).build()
+    RunTaskOutput::builder()
+        .failures(Failure::builder().reason(reason).build())
+        .build()
 }
 
 #[tokio::test]
@@ -114,7 +129,13 @@ async fn spot_capacity_errors_fall_back_to_fargate_and_failures_are_classified()
     let b = backend(mock);
     let t = template(external_spec());
     let agents = agents(&["a", "b", "c"]);
-    let out = b.launch(LaunchBatch { template: &t, jenkins: &endpoint(), agents: &agents }).await;
+    let out = b
+        .launch(LaunchBatch {
+            template: &t,
+            jenkins: &endpoint(),
+            agents: &agents,
+        })
+        .await;
     let names: Vec<_> = out.iter().map(|o| o.agent_name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(out[0].result.as_ref().unwrap().0, arn("task-a"));
@@ -122,7 +143,10 @@ async fn spot_capacity_errors_fall_back_to_fargate_and_failures_are_classified()
     assert_eq!(err.class(), ErrorClass::Capacity);
     assert!(err.message().contains("RESOURCE:ENI"), "{err}");
     assert_eq!(out[2].result.as_ref().unwrap().0, arn("task-c"));
-    assert!(!format!("{out:?}").contains(SECRET), "secrets never reach Debug output");
+    assert!(
+        !format!("{out:?}").contains(SECRET),
+        "secrets never reach Debug output"
+    );
 }
 
 #[tokio::test]
@@ -141,10 +165,27 @@ async fn api_errors_are_classified_per_agent() {
     spec["capacity_providers"] = json!([]);
     let t = template(spec);
     let agents = agents(&["bad", "flaky"]);
-    let out = b.launch(LaunchBatch { template: &t, jenkins: &endpoint(), agents: &agents }).await;
-    assert_eq!(out[0].result.as_ref().unwrap_err().class(), ErrorClass::Permanent);
-    assert!(out[0].result.as_ref().unwrap_err().message().contains("subnet-0a"));
-    assert_eq!(out[1].result.as_ref().unwrap_err().class(), ErrorClass::Transient);
+    let out = b
+        .launch(LaunchBatch {
+            template: &t,
+            jenkins: &endpoint(),
+            agents: &agents,
+        })
+        .await;
+    assert_eq!(
+        out[0].result.as_ref().unwrap_err().class(),
+        ErrorClass::Permanent
+    );
+    assert!(out[0]
+        .result
+        .as_ref()
+        .unwrap_err()
+        .message()
+        .contains("subnet-0a"));
+    assert_eq!(
+        out[1].result.as_ref().unwrap_err().class(),
+        ErrorClass::Transient
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,7 +195,11 @@ async fn throttled_run_task_backs_off_and_succeeds() {
     let mut mock = MockEcsApi::new();
     mock.expect_run_task().times(3).returning(move |_| {
         if seen.fetch_add(1, Ordering::SeqCst) < 2 {
-            Err(ApiError::service("RunTask", "ThrottlingException", "Rate exceeded"))
+            Err(ApiError::service(
+                "RunTask",
+                "ThrottlingException",
+                "Rate exceeded",
+            ))
         } else {
             Ok(started("t1"))
         }
@@ -162,7 +207,13 @@ async fn throttled_run_task_backs_off_and_succeeds() {
     let b = backend(mock);
     let t = template(external_spec());
     let agents = agents(&["a"]);
-    let out = b.launch(LaunchBatch { template: &t, jenkins: &endpoint(), agents: &agents }).await;
+    let out = b
+        .launch(LaunchBatch {
+            template: &t,
+            jenkins: &endpoint(),
+            agents: &agents,
+        })
+        .await;
     assert_eq!(out[0].result.as_ref().unwrap().0, arn("t1"));
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
@@ -170,14 +221,27 @@ async fn throttled_run_task_backs_off_and_succeeds() {
 #[tokio::test(start_paused = true)]
 async fn persistent_throttling_is_reported_as_throttled() {
     let mut mock = MockEcsApi::new();
-    mock.expect_run_task()
-        .times(4)
-        .returning(|_| Err(ApiError::service("RunTask", "ThrottlingException", "Rate exceeded")));
+    mock.expect_run_task().times(4).returning(|_| {
+        Err(ApiError::service(
+            "RunTask",
+            "ThrottlingException",
+            "Rate exceeded",
+        ))
+    });
     let b = backend(mock);
     let t = template(external_spec());
     let agents = agents(&["a"]);
-    let out = b.launch(LaunchBatch { template: &t, jenkins: &endpoint(), agents: &agents }).await;
-    assert_eq!(out[0].result.as_ref().unwrap_err().class(), ErrorClass::Throttled);
+    let out = b
+        .launch(LaunchBatch {
+            template: &t,
+            jenkins: &endpoint(),
+            agents: &agents,
+        })
+        .await;
+    assert_eq!(
+        out[0].result.as_ref().unwrap_err().class(),
+        ErrorClass::Throttled
+    );
 }
 
 #[tokio::test]
@@ -188,7 +252,13 @@ async fn an_invalid_template_fails_every_agent_before_any_call() {
     spec["memory"] = json!(1000);
     let t = template(spec);
     let agents = agents(&["a", "b"]);
-    let out = b.launch(LaunchBatch { template: &t, jenkins: &endpoint(), agents: &agents }).await;
+    let out = b
+        .launch(LaunchBatch {
+            template: &t,
+            jenkins: &endpoint(),
+            agents: &agents,
+        })
+        .await;
     assert_eq!(out.len(), 2);
     for o in &out {
         let err = o.result.as_ref().unwrap_err();
@@ -198,12 +268,20 @@ async fn an_invalid_template_fails_every_agent_before_any_call() {
     let mut other_cluster = own_spec();
     other_cluster["cluster"] = json!("elsewhere");
     let problems = b.validate_template(&template(other_cluster)).unwrap_err();
-    assert!(problems[0].starts_with("spec.cluster: `elsewhere` is not one of"), "{problems:?}");
+    assert!(
+        problems[0].starts_with("spec.cluster: `elsewhere` is not one of"),
+        "{problems:?}"
+    );
 }
 
 fn td_out(arn: &str, hash: &str, owner: &str) -> DescribeTaskDefinitionOutput {
     DescribeTaskDefinitionOutput::builder()
-        .task_definition(TaskDefinition::builder().task_definition_arn(arn).status(TaskDefinitionStatus::Active).build())
+        .task_definition(
+            TaskDefinition::builder()
+                .task_definition_arn(arn)
+                .status(TaskDefinitionStatus::Active)
+                .build(),
+        )
         .tags(Tag::builder().key(tags::OWNER).value(owner).build())
         .tags(Tag::builder().key(HASH_TAG).value(hash).build())
         .build()
@@ -236,8 +314,12 @@ async fn a_matching_task_definition_is_reused_without_registering() {
 async fn a_changed_template_registers_once_and_deregisters_our_stale_revisions() {
     let fam = family("jenkins-cloud", &owner(), "linux");
     let td = |rev: u32| format!("arn:aws:ecs:us-east-1:1:task-definition/{fam}:{rev}");
-    let (old, foreign, new, other_family) =
-        (td(4), td(2), td(5), format!("arn:aws:ecs:us-east-1:1:task-definition/{fam}-big:1"));
+    let (old, foreign, new, other_family) = (
+        td(4),
+        td(2),
+        td(5),
+        format!("arn:aws:ecs:us-east-1:1:task-definition/{fam}-big:1"),
+    );
     let mut mock = MockEcsApi::new();
     let (o, f, n) = (old.clone(), foreign.clone(), new.clone());
     let fam2 = fam.clone();
@@ -253,32 +335,48 @@ async fn a_changed_template_registers_once_and_deregisters_our_stale_revisions()
     });
     let registered = Arc::new(AtomicUsize::new(0));
     let r = registered.clone();
-    mock.expect_register_task_definition().returning(move |input| {
-        r.fetch_add(1, Ordering::SeqCst);
-        assert_eq!(input.get_cpu().as_deref(), Some("1024"));
-        assert!(input.get_tags().as_ref().unwrap().iter().any(|t| t.key() == Some(HASH_TAG)));
-        let c = &input.get_container_definitions().as_ref().unwrap()[0];
-        assert_eq!(c.memory(), Some(2048), "containers carry memory");
-        Ok(RegisterTaskDefinitionOutput::builder()
-            .task_definition(TaskDefinition::builder().task_definition_arn(&n).build())
-            .build())
-    });
-    let (o, f, n, x) = (old.clone(), foreign.clone(), new.clone(), other_family.clone());
-    mock.expect_list_task_definitions().times(1).returning(move |_| {
-        Ok(ListTaskDefinitionsOutput::builder()
-            .task_definition_arns(&o)
-            .task_definition_arns(&f)
-            .task_definition_arns(&n)
-            .task_definition_arns(&x)
-            .build())
-    });
+    mock.expect_register_task_definition()
+        .returning(move |input| {
+            r.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(input.get_cpu().as_deref(), Some("1024"));
+            assert!(input
+                .get_tags()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|t| t.key() == Some(HASH_TAG)));
+            let c = &input.get_container_definitions().as_ref().unwrap()[0];
+            assert_eq!(c.memory(), Some(2048), "containers carry memory");
+            Ok(RegisterTaskDefinitionOutput::builder()
+                .task_definition(TaskDefinition::builder().task_definition_arn(&n).build())
+                .build())
+        });
+    let (o, f, n, x) = (
+        old.clone(),
+        foreign.clone(),
+        new.clone(),
+        other_family.clone(),
+    );
+    mock.expect_list_task_definitions()
+        .times(1)
+        .returning(move |_| {
+            Ok(ListTaskDefinitionsOutput::builder()
+                .task_definition_arns(&o)
+                .task_definition_arns(&f)
+                .task_definition_arns(&n)
+                .task_definition_arns(&x)
+                .build())
+        });
     let o = old.clone();
     mock.expect_deregister_task_definition()
         .withf(move |i| i.get_task_definition().as_deref() == Some(o.as_str()))
         .times(1)
         .returning(|_| Ok(()));
     let b = backend(mock);
-    assert_eq!(b.task_definition_for(&template(own_spec())).await.unwrap(), new);
+    assert_eq!(
+        b.task_definition_for(&template(own_spec())).await.unwrap(),
+        new
+    );
     assert_eq!(registered.load(Ordering::SeqCst), 1);
 }
 
@@ -311,15 +409,24 @@ async fn terminate_refuses_foreign_tasks_and_is_idempotent() {
         .times(1)
         .returning(|_| Ok(StopTaskOutput::builder().build()));
     let b = backend(mock);
-    let ids: Vec<CloudId> =
-        ["mine", "theirs", "stopped", "gone"].iter().map(|i| CloudId(arn(i))).chain([CloudId("i-123".into())]).collect();
+    let ids: Vec<CloudId> = ["mine", "theirs", "stopped", "gone"]
+        .iter()
+        .map(|i| CloudId(arn(i)))
+        .chain([CloudId("i-123".into())])
+        .collect();
     let out = b.terminate(&ids, "idle").await;
     assert!(out[0].result.is_ok());
     let refused = out[1].result.as_ref().unwrap_err();
     assert_eq!(refused.class(), ErrorClass::Permanent);
     assert!(refused.message().contains("owner"), "{refused}");
-    assert!(out[2].result.is_ok() && out[3].result.is_ok(), "stopped and unknown tasks are already gone");
-    assert_eq!(out[4].result.as_ref().unwrap_err().class(), ErrorClass::Permanent);
+    assert!(
+        out[2].result.is_ok() && out[3].result.is_ok(),
+        "stopped and unknown tasks are already gone"
+    );
+    assert_eq!(
+        out[4].result.as_ref().unwrap_err().class(),
+        ErrorClass::Permanent
+    );
 }
 
 #[tokio::test]
@@ -334,15 +441,27 @@ async fn describing_250_tasks_takes_3_calls_and_drops_foreign_ones() {
         let mut out = DescribeTasksOutput::builder();
         for a in ids {
             let id = a.rsplit('/').next().unwrap().to_owned();
-            let owner = if id.ends_with('7') { "other" } else { "ci-prod" };
+            let owner = if id.ends_with('7') {
+                "other"
+            } else {
+                "ci-prod"
+            };
             out = out.tasks(task(&id, owner, "RUNNING", "RUNNING"));
         }
         Ok(out.build())
     });
     let b = backend(mock);
-    let ids: Vec<CloudId> = (0..250).map(|i| CloudId(arn(&format!("t{i:03}")))).collect();
+    let ids: Vec<CloudId> = (0..250)
+        .map(|i| CloudId(arn(&format!("t{i:03}"))))
+        .collect();
     let found = b.describe(&ids).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 3);
-    assert_eq!(found.len(), 250 - 25, "every task ending in 7 is someone else's");
-    assert!(found.iter().all(|i| i.state == jenkins_cloud_core::backend::CloudState::Running));
+    assert_eq!(
+        found.len(),
+        250 - 25,
+        "every task ending in 7 is someone else's"
+    );
+    assert!(found
+        .iter()
+        .all(|i| i.state == jenkins_cloud_core::backend::CloudState::Running));
 }

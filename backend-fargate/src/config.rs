@@ -78,7 +78,8 @@ impl FargateConfig {
                 self.family_prefix
             ));
         }
-        if !(self.run_rate_per_sec > 0.0) || !(self.describe_rate_per_sec > 0.0) {
+        let positive = |r: f64| r.is_finite() && r > 0.0;
+        if !positive(self.run_rate_per_sec) || !positive(self.describe_rate_per_sec) {
             p.push("run_rate_per_sec / describe_rate_per_sec: must be above 0".to_owned());
         }
         if self.concurrency == 0 {

@@ -57,7 +57,11 @@ fn every_fargate_size_pair_follows_the_table() {
     ] {
         let mut v = with("cpu", json!(cpu));
         v["memory"] = json!(memory);
-        assert_eq!(FargateSpec::from_value(&v).is_ok(), ok, "cpu {cpu} memory {memory}");
+        assert_eq!(
+            FargateSpec::from_value(&v).is_ok(),
+            ok,
+            "cpu {cpu} memory {memory}"
+        );
     }
     let p = problems(with("memory", json!(1000)));
     assert_eq!(p, vec!["spec.memory: 1000 MiB is not allowed with cpu 1024 (allowed: 2048–8192 in steps of 1024)"]);
@@ -70,8 +74,16 @@ fn windows_sizes_and_arm_are_checked() {
     v["memory"] = json!(1024);
     v["cpu_architecture"] = json!("ARM64");
     let p = problems(v);
-    assert!(p.iter().any(|m| m.starts_with("spec.cpu: 512 is not allowed on Windows")), "{p:?}");
-    assert!(p.iter().any(|m| m.starts_with("spec.cpu_architecture: ARM64 is Linux only")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("spec.cpu: 512 is not allowed on Windows")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("spec.cpu_architecture: ARM64 is Linux only")),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -108,9 +120,15 @@ fn every_problem_is_reported_at_once_with_its_field() {
         "spec.enable_execute_command:",
     ];
     for e in expect {
-        assert!(p.iter().any(|m| m.starts_with(e)), "missing `{e}` in {p:#?}");
+        assert!(
+            p.iter().any(|m| m.starts_with(e)),
+            "missing `{e}` in {p:#?}"
+        );
     }
-    assert!(!p.iter().any(|m| m.starts_with("spec.subnets[0]")), "subnet-1 is fine: {p:#?}");
+    assert!(
+        !p.iter().any(|m| m.starts_with("spec.subnets[0]")),
+        "subnet-1 is fine: {p:#?}"
+    );
 }
 
 #[test]
@@ -123,9 +141,19 @@ fn an_external_task_definition_excludes_owned_fields_and_needs_a_container() {
         "subnets": ["subnet-0a"],
         "security_groups": ["sg-0a"],
     }));
-    assert!(p.iter().any(|m| m.starts_with("spec.container_name: required")), "{p:?}");
-    assert!(p.iter().any(|m| m.starts_with("spec.image: not allowed")), "{p:?}");
-    assert!(p.iter().any(|m| m.starts_with("spec.cpu: not allowed")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("spec.container_name: required")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.starts_with("spec.image: not allowed")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|m| m.starts_with("spec.cpu: not allowed")),
+        "{p:?}"
+    );
     let ok = FargateSpec::from_value(&json!({
         "cluster": "ci",
         "task_definition": "my-agents:7",
@@ -145,7 +173,17 @@ fn old_platform_versions_cannot_use_newer_features() {
     v["memory"] = json!(16384);
     v["ephemeral_storage_gib"] = json!(50);
     let p = problems(v);
-    assert!(p.iter().any(|m| m.starts_with("spec.cpu: 8192 needs platform version 1.4.0")), "{p:?}");
-    assert!(p.iter().any(|m| m.starts_with("spec.ephemeral_storage_gib: needs platform")), "{p:?}");
-    assert!(problems(with("platform_version", json!("new"))).iter().any(|m| m.starts_with("spec.platform_version")));
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("spec.cpu: 8192 needs platform version 1.4.0")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("spec.ephemeral_storage_gib: needs platform")),
+        "{p:?}"
+    );
+    assert!(problems(with("platform_version", json!("new")))
+        .iter()
+        .any(|m| m.starts_with("spec.platform_version")));
 }
