@@ -17,6 +17,7 @@ pub mod jenkins;
 pub mod jenkins_standard;
 pub mod label;
 pub mod lifecycle;
+pub mod memory;
 pub mod reconcile;
 pub mod retention;
 pub mod schedule;

@@ -5,4 +5,5 @@
 //! * [`fake_jenkins`]: a protocol-faithful fake Jenkins controller over HTTP.
 //! * [`moto`]: a shared moto (AWS emulator) server for the AWS backends' tests.
 
+pub mod conformance;
 pub mod moto;
