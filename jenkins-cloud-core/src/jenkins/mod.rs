@@ -238,3 +238,4 @@ pub trait JenkinsApi: Send + Sync + fmt::Debug {
 }
 
 pub mod agent_name;
+pub mod client;

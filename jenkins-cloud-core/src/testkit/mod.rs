@@ -6,4 +6,5 @@
 //! * [`moto`]: a shared moto (AWS emulator) server for the AWS backends' tests.
 
 pub mod conformance;
+pub mod fake_jenkins;
 pub mod moto;
