@@ -16,6 +16,7 @@ pub mod error;
 pub mod jenkins;
 pub mod jenkins_standard;
 pub mod label;
+pub mod layer;
 pub mod lifecycle;
 pub mod memory;
 pub mod reconcile;
