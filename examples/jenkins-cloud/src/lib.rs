@@ -4,3 +4,5 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod commands;
+pub mod metrics;
