@@ -3,6 +3,6 @@
 //! `main.rs` only parses the command line and calls into [`commands`].
 #![deny(missing_docs)]
 
-pub mod config;
 pub mod commands;
+pub mod config;
 pub mod metrics;

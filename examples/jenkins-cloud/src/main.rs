@@ -57,7 +57,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -76,7 +79,9 @@ fn main() -> ExitCode {
 fn init_logs(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -87,19 +92,31 @@ async fn execute(cli: Cli) -> Result<(), String> {
     let config = Config::load(&cli.config).map_err(|e| e.to_string())?;
     match cli.command {
         Command::Validate => {
-            println!("{}: ok ({} template(s))", config.file, config.templates().count());
+            println!(
+                "{}: ok ({} template(s))",
+                config.file,
+                config.templates().count()
+            );
             Ok(())
         }
         Command::IamPolicy => {
             let policy = iam::policy(&config);
-            println!("{}", serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?
+            );
             Ok(())
         }
         Command::Plan { format } => {
             let mut setup = commands::setup(&config).await.map_err(|e| e.to_string())?;
-            let out = plan::plan(&mut setup.reconciler).await.map_err(|e| e.to_string())?;
+            let out = plan::plan(&mut setup.reconciler)
+                .await
+                .map_err(|e| e.to_string())?;
             match format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+                ),
                 Format::Text => print!("{}", plan::render_text(&out)),
             }
             Ok(())
@@ -116,12 +133,24 @@ async fn execute(cli: Cli) -> Result<(), String> {
                 });
             }
             if once {
-                let report = run::once(&mut setup, &metrics).await.map_err(|e| e.to_string())?;
-                println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+                let report = run::once(&mut setup, &metrics)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
                 return Ok(());
             }
             let jenkins = commands::open_jenkins(&config).map_err(|e| e.to_string())?;
-            run::daemon(&mut setup, metrics, config.on_shutdown, jenkins, shutdown_signal()).await;
+            run::daemon(
+                &mut setup,
+                metrics,
+                config.on_shutdown,
+                jenkins,
+                shutdown_signal(),
+            )
+            .await;
             Ok(())
         }
     }

@@ -67,19 +67,41 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP jenkins_cloud_agents Agents by template and state.\n# TYPE jenkins_cloud_agents gauge\n");
         for ((t, s), n) in &m.agents {
-            let _ = writeln!(out, "jenkins_cloud_agents{{template=\"{}\",state=\"{}\"}} {n}", esc(t), esc(s));
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_agents{{template=\"{}\",state=\"{}\"}} {n}",
+                esc(t),
+                esc(s)
+            );
         }
         out.push_str("# HELP jenkins_cloud_launches_total Agents launched.\n# TYPE jenkins_cloud_launches_total counter\n");
         for (t, n) in &m.launches {
-            let _ = writeln!(out, "jenkins_cloud_launches_total{{template=\"{}\"}} {n}", esc(t));
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_launches_total{{template=\"{}\"}} {n}",
+                esc(t)
+            );
         }
         out.push_str("# HELP jenkins_cloud_step_failures_total Failed steps by step and error class.\n# TYPE jenkins_cloud_step_failures_total counter\n");
         for ((step, class), n) in &m.failures {
-            let _ = writeln!(out, "jenkins_cloud_step_failures_total{{step=\"{}\",class=\"{}\"}} {n}", esc(step), esc(class));
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_step_failures_total{{step=\"{}\",class=\"{}\"}} {n}",
+                esc(step),
+                esc(class)
+            );
         }
         out.push_str("# HELP jenkins_cloud_passes_total Reconcile passes by outcome.\n# TYPE jenkins_cloud_passes_total counter\n");
-        let _ = writeln!(out, "jenkins_cloud_passes_total{{outcome=\"ok\"}} {}", m.passes_ok);
-        let _ = writeln!(out, "jenkins_cloud_passes_total{{outcome=\"observe_failed\"}} {}", m.passes_failed);
+        let _ = writeln!(
+            out,
+            "jenkins_cloud_passes_total{{outcome=\"ok\"}} {}",
+            m.passes_ok
+        );
+        let _ = writeln!(
+            out,
+            "jenkins_cloud_passes_total{{outcome=\"observe_failed\"}} {}",
+            m.passes_failed
+        );
         out.push_str("# HELP jenkins_cloud_cloud_calls_total Backend calls by backend, operation and outcome.\n# TYPE jenkins_cloud_cloud_calls_total counter\n");
         for snap in &m.cloud {
             for op in Op::ALL {
@@ -97,7 +119,9 @@ impl Metrics {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Serves `/metrics` and `/healthz` on `addr` until the process ends.

@@ -34,7 +34,10 @@ fn account(c: &CloudSettings) -> &str {
 }
 
 fn sid(cloud: &str, what: &str) -> String {
-    let clean: String = cloud.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let clean: String = cloud
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect();
     format!("{clean}{what}")
 }
 
@@ -52,19 +55,38 @@ fn fargate(config: &Config, cloud: &CloudSettings, out: &mut Vec<Value>) {
     let cluster_arns: Vec<String> = cloud
         .clusters
         .iter()
-        .map(|c| if c.starts_with("arn:") { c.clone() } else { format!("arn:aws:ecs:{r}:{a}:cluster/{c}") })
+        .map(|c| {
+            if c.starts_with("arn:") {
+                c.clone()
+            } else {
+                format!("arn:aws:ecs:{r}:{a}:cluster/{c}")
+            }
+        })
         .collect();
     let cluster_names: Vec<String> = cloud
         .clusters
         .iter()
         .map(|c| c.rsplit('/').next().unwrap_or(c).to_owned())
         .collect();
-    let family = format!("arn:aws:ecs:{r}:{a}:task-definition/{}-{owner}-*", cloud.family_prefix);
+    let family = format!(
+        "arn:aws:ecs:{r}:{a}:task-definition/{}-{owner}-*",
+        cloud.family_prefix
+    );
     let mut families = vec![family.clone()];
     for td in spec_strings(cloud, "task_definition") {
-        families.push(if td.starts_with("arn:") { td } else { format!("arn:aws:ecs:{r}:{a}:task-definition/{}", td.split(':').next().unwrap_or(&td)) + ":*" });
+        families.push(if td.starts_with("arn:") {
+            td
+        } else {
+            format!(
+                "arn:aws:ecs:{r}:{a}:task-definition/{}",
+                td.split(':').next().unwrap_or(&td)
+            ) + ":*"
+        });
     }
-    let tasks: Vec<String> = cluster_names.iter().map(|c| format!("arn:aws:ecs:{r}:{a}:task/{c}/*")).collect();
+    let tasks: Vec<String> = cluster_names
+        .iter()
+        .map(|c| format!("arn:aws:ecs:{r}:{a}:task/{c}/*"))
+        .collect();
     out.push(json!({
         "Sid": sid(&cloud.name, "RunTask"),
         "Effect": "Allow",
@@ -136,16 +158,32 @@ fn ec2(config: &Config, cloud: &CloudSettings, out: &mut Vec<Value>) {
         "Condition": {"StringEquals": {owner_tag: owner}}
     }));
     let mut used: Vec<String> = Vec::new();
-    let subnets: BTreeSet<String> = cloud.templates.iter().flat_map(|t| strings(&t.spec, "subnets")).collect();
-    let groups: BTreeSet<String> = cloud.templates.iter().flat_map(|t| strings(&t.spec, "security_groups")).collect();
+    let subnets: BTreeSet<String> = cloud
+        .templates
+        .iter()
+        .flat_map(|t| strings(&t.spec, "subnets"))
+        .collect();
+    let groups: BTreeSet<String> = cloud
+        .templates
+        .iter()
+        .flat_map(|t| strings(&t.spec, "security_groups"))
+        .collect();
     if subnets.is_empty() {
         used.push(format!("arn:aws:ec2:{r}:{a}:subnet/*"));
     }
-    used.extend(subnets.iter().map(|s| format!("arn:aws:ec2:{r}:{a}:subnet/{s}")));
+    used.extend(
+        subnets
+            .iter()
+            .map(|s| format!("arn:aws:ec2:{r}:{a}:subnet/{s}")),
+    );
     if groups.is_empty() {
         used.push(format!("arn:aws:ec2:{r}:{a}:security-group/*"));
     }
-    used.extend(groups.iter().map(|g| format!("arn:aws:ec2:{r}:{a}:security-group/{g}")));
+    used.extend(
+        groups
+            .iter()
+            .map(|g| format!("arn:aws:ec2:{r}:{a}:security-group/{g}")),
+    );
     used.push(format!("arn:aws:ec2:{r}::image/*"));
     used.push(format!("arn:aws:ec2:{r}:{a}:key-pair/*"));
     out.push(json!({
@@ -175,7 +213,11 @@ fn ec2(config: &Config, cloud: &CloudSettings, out: &mut Vec<Value>) {
         "Resource": "*"
     }));
     let uses_ssm_secret = cloud.templates.iter().any(|t| {
-        t.spec.get("secret_delivery").and_then(Value::as_str).unwrap_or("ssm") == "ssm"
+        t.spec
+            .get("secret_delivery")
+            .and_then(Value::as_str)
+            .unwrap_or("ssm")
+            == "ssm"
     });
     if uses_ssm_secret {
         out.push(json!({
@@ -188,12 +230,23 @@ fn ec2(config: &Config, cloud: &CloudSettings, out: &mut Vec<Value>) {
     let ami_params: BTreeSet<String> = cloud
         .templates
         .iter()
-        .filter_map(|t| t.spec.get("ami")?.get("ssm_parameter")?.as_str().map(str::to_owned))
+        .filter_map(|t| {
+            t.spec
+                .get("ami")?
+                .get("ssm_parameter")?
+                .as_str()
+                .map(str::to_owned)
+        })
         .collect();
     if !ami_params.is_empty() {
         let arns: Vec<String> = ami_params
             .iter()
-            .map(|p| format!("arn:aws:ssm:{r}:{}:parameter{p}", if p.starts_with("/aws/") { "" } else { a }))
+            .map(|p| {
+                format!(
+                    "arn:aws:ssm:{r}:{}:parameter{p}",
+                    if p.starts_with("/aws/") { "" } else { a }
+                )
+            })
             .collect();
         out.push(json!({
             "Sid": sid(&cloud.name, "AmiParameters"),
@@ -202,7 +255,11 @@ fn ec2(config: &Config, cloud: &CloudSettings, out: &mut Vec<Value>) {
             "Resource": arns
         }));
     }
-    if cloud.templates.iter().any(|t| t.spec.get("instance_profile").is_some()) {
+    if cloud
+        .templates
+        .iter()
+        .any(|t| t.spec.get("instance_profile").is_some())
+    {
         out.push(json!({
             "Sid": sid(&cloud.name, "PassInstanceRole"),
             "Effect": "Allow",
@@ -216,6 +273,10 @@ fn ec2(config: &Config, cloud: &CloudSettings, out: &mut Vec<Value>) {
 fn strings(spec: &Value, field: &str) -> Vec<String> {
     spec.get(field)
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }

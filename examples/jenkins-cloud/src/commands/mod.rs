@@ -12,7 +12,9 @@ pub mod run;
 use std::sync::Arc;
 
 use jenkins_cloud_core::backend::Backend;
-use jenkins_cloud_core::jenkins::client::{JenkinsClient, JenkinsClientConfig, PlaceholderTemplate};
+use jenkins_cloud_core::jenkins::client::{
+    JenkinsClient, JenkinsClientConfig, PlaceholderTemplate,
+};
 use jenkins_cloud_core::jenkins::JenkinsApi;
 use jenkins_cloud_core::layer::{MetricsBackend, MetricsSnapshot};
 use jenkins_cloud_core::memory::MemoryBackend;
@@ -43,10 +45,7 @@ impl Setup {
 }
 
 /// Builds the backend of one cloud.
-pub async fn open_backend(
-    config: &Config,
-    index: usize,
-) -> Result<Arc<dyn Backend>, CommandError> {
+pub async fn open_backend(config: &Config, index: usize) -> Result<Arc<dyn Backend>, CommandError> {
     let cloud = &config.clouds[index];
     match cloud.kind {
         CloudKind::Memory => Ok(Arc::new(MemoryBackend::new(config.owner.clone()))),
@@ -78,7 +77,10 @@ pub fn open_jenkins(config: &Config) -> Result<Arc<dyn JenkinsApi>, CommandError
     );
     jc.allow_insecure_http = config.jenkins.allow_insecure_http;
     jc.demand_mode = config.jenkins.demand_mode;
-    jc.templates = config.templates().map(|(_, t)| PlaceholderTemplate::from(t)).collect();
+    jc.templates = config
+        .templates()
+        .map(|(_, t)| PlaceholderTemplate::from(t))
+        .collect();
     let client = JenkinsClient::new(jc).map_err(|e| CommandError(format!("jenkins: {e}")))?;
     Ok(Arc::new(client))
 }
@@ -120,8 +122,16 @@ pub fn setup_with(
             backend: Arc::clone(&metered[i]) as Arc<dyn Backend>,
         })
         .collect();
-    let reconciler = Reconciler::new(reconcile_config(config), jenkins, pools, strategy(config.strategy));
-    Setup { reconciler, metered }
+    let reconciler = Reconciler::new(
+        reconcile_config(config),
+        jenkins,
+        pools,
+        strategy(config.strategy),
+    );
+    Setup {
+        reconciler,
+        metered,
+    }
 }
 
 /// Builds the loop from the configuration alone (real Jenkins and clouds).

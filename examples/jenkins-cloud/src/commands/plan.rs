@@ -127,7 +127,10 @@ pub fn render_text(p: &PlanOutput) -> String {
         out.push_str(&format!("  {label}: {} item(s) {:?}\n", d.count, d.items));
     }
     for u in &p.unattributed {
-        out.push_str(&format!("  not attributed: #{} {} ({})\n", u.id, u.task, u.why));
+        out.push_str(&format!(
+            "  not attributed: #{} {} ({})\n",
+            u.id, u.task, u.why
+        ));
     }
     if !p.unmatched.is_empty() {
         out.push_str(&format!("  no template can take: {:?}\n", p.unmatched));
@@ -148,7 +151,11 @@ pub fn render_text(p: &PlanOutput) -> String {
     }
     for a in &p.actions {
         let line = match a {
-            Action::Launch { template, count, serves } => {
+            Action::Launch {
+                template,
+                count,
+                serves,
+            } => {
                 format!("launch {count} x {template} for queue items {serves:?}")
             }
             Action::Drain { agent, reason } => format!("drain {agent}: {reason}"),

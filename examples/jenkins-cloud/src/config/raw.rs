@@ -213,19 +213,33 @@ pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
     };
     let root = &doc.value;
     let Some(map) = root.as_object() else {
-        c.add("", "the document must be a mapping with `owner`, `jenkins` and `clouds`");
+        c.add(
+            "",
+            "the document must be a mapping with `owner`, `jenkins` and `clouds`",
+        );
         return Err(finish(file, c.problems));
     };
     for key in map.keys() {
         if !TOP_LEVEL.contains(&key.as_str()) {
-            c.add(key.clone(), format!("unknown field `{key}`, expected one of {}", TOP_LEVEL.join(", ")));
+            c.add(
+                key.clone(),
+                format!(
+                    "unknown field `{key}`, expected one of {}",
+                    TOP_LEVEL.join(", ")
+                ),
+            );
         }
     }
 
     let owner = match get(root, "owner") {
-        Value::String(s) => OwnerId::new(s.clone()).map_err(|e| c.add("owner", e.to_string())).ok(),
+        Value::String(s) => OwnerId::new(s.clone())
+            .map_err(|e| c.add("owner", e.to_string()))
+            .ok(),
         Value::Null => {
-            c.add("owner", "missing: set a short id (a-z, 0-9, -) naming this installation");
+            c.add(
+                "owner",
+                "missing: set a short id (a-z, 0-9, -) naming this installation",
+            );
             None
         }
         _ => {
@@ -250,7 +264,12 @@ pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
     };
     let metrics_address = metrics.and_then(|m| m.address).and_then(|a| {
         a.parse::<SocketAddr>()
-            .map_err(|e| c.add("metrics.address", format!("`{a}` is not host:port ({e}); e.g. `0.0.0.0:9184`")))
+            .map_err(|e| {
+                c.add(
+                    "metrics.address",
+                    format!("`{a}` is not host:port ({e}); e.g. `0.0.0.0:9184`"),
+                )
+            })
             .ok()
     });
     let on_shutdown: Option<OnShutdown> = match get(root, "on_shutdown") {
@@ -262,8 +281,15 @@ pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
     if !c.problems.is_empty() {
         return Err(finish(file, c.problems));
     }
-    let (Some(owner), Some(jenkins), Some(strategy), Some(caps), Some(poll), Some(grace), Some(on_shutdown)) =
-        (owner, jenkins, strategy, caps, poll, grace, on_shutdown)
+    let (
+        Some(owner),
+        Some(jenkins),
+        Some(strategy),
+        Some(caps),
+        Some(poll),
+        Some(grace),
+        Some(on_shutdown),
+    ) = (owner, jenkins, strategy, caps, poll, grace, on_shutdown)
     else {
         unreachable!("every missing section added a problem");
     };
@@ -273,7 +299,11 @@ pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
         jenkins,
         strategy,
         global_cap: caps.global,
-        label_caps: caps.per_label.into_iter().map(|c| (c.label, c.max)).collect(),
+        label_caps: caps
+            .per_label
+            .into_iter()
+            .map(|c| (c.label, c.max))
+            .collect(),
         poll_interval: poll,
         orphan_grace: grace,
         metrics_address,
@@ -290,7 +320,12 @@ fn finish(file: &str, mut problems: Vec<Problem>) -> ConfigError {
     }
 }
 
-fn duration(c: &mut Checker<'_>, root: &Value, key: &str, default_secs: u64) -> Option<std::time::Duration> {
+fn duration(
+    c: &mut Checker<'_>,
+    root: &Value,
+    key: &str,
+    default_secs: u64,
+) -> Option<std::time::Duration> {
     match get(root, key) {
         Value::Null => Some(std::time::Duration::from_secs(default_secs)),
         v => {
@@ -306,7 +341,10 @@ fn duration(c: &mut Checker<'_>, root: &Value, key: &str, default_secs: u64) -> 
 
 fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> {
     if value.is_null() {
-        c.add("jenkins", "missing: set `url`, `user` and `token_env` or `token_file`");
+        c.add(
+            "jenkins",
+            "missing: set `url`, `user` and `token_env` or `token_file`",
+        );
         return None;
     }
     let raw: RawJenkins = c.section(value, "jenkins")?;
@@ -318,10 +356,17 @@ fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> 
     if raw.user.trim().is_empty() {
         c.add("jenkins.user", "must not be empty");
     }
-    let sources = [raw.token_env.is_some(), raw.token_file.is_some(), raw.token.is_some()];
+    let sources = [
+        raw.token_env.is_some(),
+        raw.token_file.is_some(),
+        raw.token.is_some(),
+    ];
     let token = match (raw.token_env, raw.token_file, raw.token) {
         _ if sources.iter().filter(|s| **s).count() > 1 => {
-            c.add("jenkins", "give only one of `token_env`, `token_file` and `token`");
+            c.add(
+                "jenkins",
+                "give only one of `token_env`, `token_file` and `token`",
+            );
             None
         }
         (Some(var), _, _) if var.trim().is_empty() => {
@@ -339,7 +384,10 @@ fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> 
         }
         (_, _, Some(t)) => Some(TokenSource::Inline(Secret::new(t))),
         _ => {
-            c.add("jenkins", "missing the API token: set `token_env` (a variable name) or `token_file` (a path)");
+            c.add(
+                "jenkins",
+                "missing the API token: set `token_env` (a variable name) or `token_file` (a path)",
+            );
             None
         }
     };
@@ -382,13 +430,19 @@ fn check_url(c: &mut Checker<'_>, field: &str, text: &str, allow_insecure: bool)
         other => c.add(field, format!("unsupported scheme `{other}`: use https")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        c.add(field, "credentials in the URL are not allowed: use `user` and `token_env`");
+        c.add(
+            field,
+            "credentials in the URL are not allowed: use `user` and `token_env`",
+        );
     }
 }
 
 fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> Vec<CloudSettings> {
     let Some(list) = value.as_array() else {
-        c.add("clouds", "missing: list at least one cloud (`kind: fargate`, `ec2` or `memory`)");
+        c.add(
+            "clouds",
+            "missing: list at least one cloud (`kind: fargate`, `ec2` or `memory`)",
+        );
         return Vec::new();
     };
     if list.is_empty() {
@@ -402,10 +456,16 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
             continue;
         };
         if out.iter().any(|o| o.name == raw.name) {
-            c.add(join(&path, "name"), format!("cloud `{}` is defined more than once", raw.name));
+            c.add(
+                join(&path, "name"),
+                format!("cloud `{}` is defined more than once", raw.name),
+            );
         }
         if raw.kind == CloudKind::Fargate && raw.clusters.is_empty() {
-            c.add(join(&path, "clusters"), "a fargate cloud needs at least one ECS cluster");
+            c.add(
+                join(&path, "clusters"),
+                "a fargate cloud needs at least one ECS cluster",
+            );
         }
         let defaults = match raw.defaults {
             None | Some(Value::Null) => Value::Object(Default::default()),
@@ -420,17 +480,29 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
             let tpath = format!("{path}.templates[{j}]");
             if let Some(mut tc) = c.section::<TemplateConfig>(t, &tpath) {
                 if tc.inherit_from.is_none() {
-                    let own = tc.spec.get().cloned().unwrap_or(Value::Object(Default::default()));
+                    let own = tc
+                        .spec
+                        .get()
+                        .cloned()
+                        .unwrap_or(Value::Object(Default::default()));
                     tc.spec = Setting::Set(merge(&own, &defaults));
                 }
                 configs.push((j, tc));
             }
         }
         if raw.templates.is_empty() {
-            c.add(join(&path, "templates"), "a cloud needs at least one template");
+            c.add(
+                join(&path, "templates"),
+                "a cloud needs at least one template",
+            );
         }
         let tcs: Vec<TemplateConfig> = configs.iter().map(|(_, t)| t.clone()).collect();
-        let index_of = |name: &str| configs.iter().find(|(_, t)| t.name == name).map(|(j, _)| *j);
+        let index_of = |name: &str| {
+            configs
+                .iter()
+                .find(|(_, t)| t.name == name)
+                .map(|(j, _)| *j)
+        };
         let templates = match resolve_all(&tcs) {
             Ok(t) => t,
             Err(e) => {
@@ -440,7 +512,9 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
                 Vec::new()
             }
         };
-        let owner = owner.cloned().unwrap_or_else(|| OwnerId::new("x").expect("valid"));
+        let owner = owner
+            .cloned()
+            .unwrap_or_else(|| OwnerId::new("x").expect("valid"));
         for t in &templates {
             let tpath = format!("{path}.templates[{}]", index_of(&t.name).unwrap_or(0));
             if let Some(prev) = template_names.iter().find(|(n, _)| *n == t.name) {
@@ -450,7 +524,10 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
             let problems = match raw.kind {
                 CloudKind::Fargate => fargate_problems(t, &raw.clusters),
                 CloudKind::Ec2 => Vec::new(),
-                CloudKind::Memory => MemoryBackend::new(owner.clone()).validate_template(t).err().unwrap_or_default(),
+                CloudKind::Memory => MemoryBackend::new(owner.clone())
+                    .validate_template(t)
+                    .err()
+                    .unwrap_or_default(),
             };
             for p in problems {
                 let field = p.split(':').next().unwrap_or("spec").trim().to_owned();
@@ -464,7 +541,9 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
             endpoint_url: raw.endpoint_url,
             account_id: raw.account_id,
             clusters: raw.clusters,
-            family_prefix: raw.family_prefix.unwrap_or_else(|| "jenkins-cloud".to_owned()),
+            family_prefix: raw
+                .family_prefix
+                .unwrap_or_else(|| "jenkins-cloud".to_owned()),
             templates,
         });
     }

@@ -70,7 +70,10 @@ clouds:
     assert_eq!(unknown.line, Some(14));
     let text_out = err.to_string();
     assert!(text_out.starts_with("bad.yaml: "), "{text_out}");
-    assert!(text_out.contains("bad.yaml:14: clouds[0].templates[0].labelz:"), "{text_out}");
+    assert!(
+        text_out.contains("bad.yaml:14: clouds[0].templates[0].labelz:"),
+        "{text_out}"
+    );
     assert!(err.problems.len() >= 5, "{text_out}");
 }
 
@@ -88,9 +91,15 @@ clouds:
         inherit_from: nowhere
 "#;
     let err = Config::parse(text, "t.yaml").unwrap_err();
-    let a = err.problems.iter().find(|p| p.field == "clouds[0].templates[0].executors");
+    let a = err
+        .problems
+        .iter()
+        .find(|p| p.field == "clouds[0].templates[0].executors");
     assert_eq!(a.map(|p| p.line), Some(Some(8)), "{err}");
-    let b = err.problems.iter().find(|p| p.field == "clouds[0].templates[1].inherit_from");
+    let b = err
+        .problems
+        .iter()
+        .find(|p| p.field == "clouds[0].templates[1].inherit_from");
     assert_eq!(b.map(|p| p.line), Some(Some(10)), "{err}");
 }
 
@@ -112,7 +121,11 @@ fn loopback_http_is_allowed_and_insecure_http_can_be_opted_into() {
     let make = |url: &str, extra: &str| base.replace("URL", url).replace(" EXTRA", extra);
     assert!(Config::parse(&make("http://127.0.0.1:8080/", ""), "f").is_ok());
     assert!(Config::parse(&make("http://jenkins.internal/", ""), "f").is_err());
-    assert!(Config::parse(&make("http://jenkins.internal/", ", allow_insecure_http: true"), "f").is_ok());
+    assert!(Config::parse(
+        &make("http://jenkins.internal/", ", allow_insecure_http: true"),
+        "f"
+    )
+    .is_ok());
 }
 
 #[test]
@@ -131,9 +144,17 @@ clouds:
         spec: {cpu: 256, memory: 8192, cluster: other}
 "#;
     let err = Config::parse(text, "f.yaml").unwrap_err();
-    assert!(err.problems.iter().all(|p| p.field.starts_with("clouds[0].templates[1]")), "{err}");
+    assert!(
+        err.problems
+            .iter()
+            .all(|p| p.field.starts_with("clouds[0].templates[1]")),
+        "{err}"
+    );
     assert!(err.to_string().contains("cluster"), "{err}");
-    let fixed = text.replace("{cpu: 256, memory: 8192, cluster: other}", "{cpu: 256, memory: 512}");
+    let fixed = text.replace(
+        "{cpu: 256, memory: 8192, cluster: other}",
+        "{cpu: 256, memory: 512}",
+    );
     let c = Config::parse(&fixed, "f.yaml").unwrap();
     assert_eq!(c.clouds[0].templates[1].spec["subnets"][0], "subnet-1");
 }
@@ -151,8 +172,16 @@ fn token_from_env_or_file() {
         allow_insecure_http: false,
         demand_mode: DemandMode::Auto,
     };
-    assert_eq!(settings(TokenSource::File(dir.clone())).token().unwrap().expose(), "from-file");
-    let missing = settings(TokenSource::Env("JC_SURELY_UNSET_VAR".into())).token().unwrap_err();
+    assert_eq!(
+        settings(TokenSource::File(dir.clone()))
+            .token()
+            .unwrap()
+            .expose(),
+        "from-file"
+    );
+    let missing = settings(TokenSource::Env("JC_SURELY_UNSET_VAR".into()))
+        .token()
+        .unwrap_err();
     assert!(missing.contains("JC_SURELY_UNSET_VAR"));
     std::fs::remove_file(dir).ok();
 }

@@ -6,8 +6,8 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
-use serde_saphyr::Spanned;
 use serde_json::{Map, Number, Value};
+use serde_saphyr::Spanned;
 
 /// A parsed document: the value and the line (1-based) of each path.
 #[derive(Debug, Clone, Default)]
@@ -205,7 +205,11 @@ mod tests {
         assert_eq!(doc.line_of("b[0].x"), Some(3));
         assert_eq!(doc.line_of("b[1].y"), Some(4));
         assert_eq!(doc.line_of("c"), Some(5));
-        assert_eq!(doc.line_of("b[1].missing"), Some(4), "falls back to the parent");
+        assert_eq!(
+            doc.line_of("b[1].missing"),
+            Some(4),
+            "falls back to the parent"
+        );
     }
 
     #[test]
