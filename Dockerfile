@@ -2,8 +2,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --locked -p jenkins-cloud --bin jenkins-cloud \
- && cp target/debug/jenkins-cloud /jenkins-cloud
+RUN cargo build --release --locked -p jenkins-cloud --bin jenkins-cloud \
+ && cp target/release/jenkins-cloud /jenkins-cloud
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
