@@ -39,7 +39,9 @@ impl ProvisioningStrategy for AmazonEcsPlugin {
         while *next <= now {
             *next += ECS_TICK;
         }
-        let excess = pool.queued.saturating_sub(pool.idle_executors + pool.starting_executors);
+        let excess = pool
+            .queued
+            .saturating_sub(pool.idle_executors + pool.starting_executors);
         excess.div_ceil(pool.executors_per_agent.max(1))
     }
 }
@@ -52,11 +54,37 @@ mod tests {
     fn ignores_planned_capacity_and_ticks_every_ten_seconds() {
         let t0 = Instant::now();
         let mut s = AmazonEcsPlugin::new();
-        let pool = PoolView { queued: 2, launching_executors: 2, executors_per_agent: 1, ..PoolView::default() };
-        assert_eq!(s.agents_to_launch("t", &pool, t0), 2, "launching tasks are not subtracted");
-        assert_eq!(s.agents_to_launch("t", &pool, t0 + Duration::from_secs(5)), 0, "between ticks");
-        assert_eq!(s.agents_to_launch("t", &pool, t0 + Duration::from_secs(10)), 2, "again at the next tick");
-        let started = PoolView { queued: 2, idle_executors: 1, starting_executors: 1, executors_per_agent: 1, ..pool };
-        assert_eq!(s.agents_to_launch("t", &started, t0 + Duration::from_secs(20)), 0);
+        let pool = PoolView {
+            queued: 2,
+            launching_executors: 2,
+            executors_per_agent: 1,
+            ..PoolView::default()
+        };
+        assert_eq!(
+            s.agents_to_launch("t", &pool, t0),
+            2,
+            "launching tasks are not subtracted"
+        );
+        assert_eq!(
+            s.agents_to_launch("t", &pool, t0 + Duration::from_secs(5)),
+            0,
+            "between ticks"
+        );
+        assert_eq!(
+            s.agents_to_launch("t", &pool, t0 + Duration::from_secs(10)),
+            2,
+            "again at the next tick"
+        );
+        let started = PoolView {
+            queued: 2,
+            idle_executors: 1,
+            starting_executors: 1,
+            executors_per_agent: 1,
+            ..pool
+        };
+        assert_eq!(
+            s.agents_to_launch("t", &started, t0 + Duration::from_secs(20)),
+            0
+        );
     }
 }

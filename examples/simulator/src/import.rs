@@ -46,9 +46,14 @@ pub struct Imported {
 
 /// Imports a Jenkins `api/json` build history.
 pub fn import_jenkins(text: &str, options: &ImportOptions) -> Result<Imported, TraceError> {
-    let root: Value = serde_json::from_str(text).map_err(|e| TraceError(format!("Jenkins JSON: {e}")))?;
+    let root: Value =
+        serde_json::from_str(text).map_err(|e| TraceError(format!("Jenkins JSON: {e}")))?;
     let mut raw = Vec::new();
-    let mut out = Imported { trace: Trace::default(), jobs: 0, skipped: 0 };
+    let mut out = Imported {
+        trace: Trace::default(),
+        jobs: 0,
+        skipped: 0,
+    };
     let jobs = root
         .get("jobs")
         .and_then(Value::as_array)
@@ -76,18 +81,25 @@ fn walk(
 ) -> Result<(), TraceError> {
     for (i, job) in jobs.iter().enumerate() {
         let here = format!("{at}[{i}]");
-        let name = job
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| TraceError(format!("Jenkins JSON: {here}.name: missing or not a string")))?;
-        let path = if folder.is_empty() { name.to_owned() } else { format!("{folder}/{name}") };
+        let name = job.get("name").and_then(Value::as_str).ok_or_else(|| {
+            TraceError(format!(
+                "Jenkins JSON: {here}.name: missing or not a string"
+            ))
+        })?;
+        let path = if folder.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{folder}/{name}")
+        };
         if let Some(children) = job.get("jobs") {
-            let children = children
-                .as_array()
-                .ok_or_else(|| TraceError(format!("Jenkins JSON: {here}.jobs: expected an array")))?;
+            let children = children.as_array().ok_or_else(|| {
+                TraceError(format!("Jenkins JSON: {here}.jobs: expected an array"))
+            })?;
             walk(children, &format!("{here}.jobs"), &path, options, raw, out)?;
         }
-        let Some(builds) = job.get("builds") else { continue };
+        let Some(builds) = job.get("builds") else {
+            continue;
+        };
         let builds = builds
             .as_array()
             .ok_or_else(|| TraceError(format!("Jenkins JSON: {here}.builds: expected an array")))?;
@@ -101,8 +113,11 @@ fn walk(
                 continue;
             };
             let number = |v: &Value, f: &str| {
-                v.as_i64()
-                    .ok_or_else(|| TraceError(format!("Jenkins JSON: {here}.builds[{j}].{f}: expected an integer of milliseconds")))
+                v.as_i64().ok_or_else(|| {
+                    TraceError(format!(
+                        "Jenkins JSON: {here}.builds[{j}].{f}: expected an integer of milliseconds"
+                    ))
+                })
             };
             let (ts, duration) = (number(ts, "timestamp")?, number(duration, "duration")?);
             if duration <= 0 {
@@ -137,7 +152,10 @@ fn label_for(node: &str, options: &ImportOptions) -> Option<String> {
                 .map(|(_, label)| label)
         })
     };
-    mapped.or(options.default_label.as_ref()).filter(|l| !l.trim().is_empty()).cloned()
+    mapped
+        .or(options.default_label.as_ref())
+        .filter(|l| !l.trim().is_empty())
+        .cloned()
 }
 
 #[cfg(test)]
@@ -147,12 +165,18 @@ mod tests {
     #[test]
     fn longest_prefix_then_default() {
         let options = ImportOptions {
-            node_labels: [("linux-".to_owned(), "linux".to_owned()), ("linux-big-".to_owned(), "linux&&large".to_owned())]
-                .into_iter()
-                .collect(),
+            node_labels: [
+                ("linux-".to_owned(), "linux".to_owned()),
+                ("linux-big-".to_owned(), "linux&&large".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
             default_label: Some("linux".into()),
         };
-        assert_eq!(label_for("linux-big-1", &options).as_deref(), Some("linux&&large"));
+        assert_eq!(
+            label_for("linux-big-1", &options).as_deref(),
+            Some("linux&&large")
+        );
         assert_eq!(label_for("linux-2", &options).as_deref(), Some("linux"));
         assert_eq!(label_for("", &options).as_deref(), Some("linux"));
         assert_eq!(label_for("mac", &ImportOptions::default()), None);

@@ -62,7 +62,12 @@ fn one() -> u32 {
 impl SimTemplate {
     /// A one-executor template.
     pub fn new(name: &str, labels: &str, profile: &str) -> Self {
-        Self { name: name.into(), labels: labels.into(), profile: profile.into(), executors: 1 }
+        Self {
+            name: name.into(),
+            labels: labels.into(),
+            profile: profile.into(),
+            executors: 1,
+        }
     }
 
     /// The templates of the built-in scenario, matching [`Trace::builtin_day`].
@@ -88,7 +93,9 @@ impl SimTemplate {
         let mut seen = std::collections::BTreeSet::new();
         for b in &trace.builds {
             let Some(text) = &b.label else { continue };
-            let Ok(Some(expr)) = LabelExpr::parse_optional(text) else { continue };
+            let Ok(Some(expr)) = LabelExpr::parse_optional(text) else {
+                continue;
+            };
             if !seen.insert(expr.to_string()) {
                 continue;
             }
@@ -151,10 +158,16 @@ impl StrategyKind {
 
     /// Parses a report name.
     pub fn from_name(name: &str) -> Result<StrategyKind, SimError> {
-        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
-            let known: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
-            SimError(format!("unknown strategy `{name}` (known: {})", known.join(", ")))
-        })
+        Self::ALL
+            .into_iter()
+            .find(|k| k.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Self::ALL.iter().map(|k| k.name()).collect();
+                SimError(format!(
+                    "unknown strategy `{name}` (known: {})",
+                    known.join(", ")
+                ))
+            })
     }
 
     /// The retention this strategy gives the template at `index`.
@@ -254,22 +267,36 @@ impl SimOptions {
             return Err(SimError("templates: at least one is needed".into()));
         }
         if self.poll_interval.is_zero() || self.sample_interval.is_zero() {
-            return Err(SimError("poll_interval and sample_interval must be above zero".into()));
+            return Err(SimError(
+                "poll_interval and sample_interval must be above zero".into(),
+            ));
         }
         for (i, t) in self.templates.iter().enumerate() {
             let valid = !t.name.is_empty()
                 && t.name.len() <= 40
-                && t.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && t.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !valid {
-                return Err(SimError(format!("templates[{i}].name: `{}` must be 1-40 of a-z, 0-9, -", t.name)));
+                return Err(SimError(format!(
+                    "templates[{i}].name: `{}` must be 1-40 of a-z, 0-9, -",
+                    t.name
+                )));
             }
             if self.templates[..i].iter().any(|o| o.name == t.name) {
-                return Err(SimError(format!("templates[{i}].name: `{}` is used twice", t.name)));
+                return Err(SimError(format!(
+                    "templates[{i}].name: `{}` is used twice",
+                    t.name
+                )));
             }
             if t.executors == 0 {
-                return Err(SimError(format!("templates[{i}].executors: must be at least 1")));
+                return Err(SimError(format!(
+                    "templates[{i}].executors: must be at least 1"
+                )));
             }
-            self.model.profile(&t.profile).map_err(|e| SimError(format!("templates[{i}].profile: {}", e.0)))?;
+            self.model
+                .profile(&t.profile)
+                .map_err(|e| SimError(format!("templates[{i}].profile: {}", e.0)))?;
         }
         Ok(())
     }
@@ -282,7 +309,10 @@ pub fn run(options: &SimOptions) -> Result<Report, SimError> {
 
 /// Like [`run`], calling `progress` about four times a second (simulated time) from
 /// the calling thread while the strategies run on worker threads.
-pub fn run_with_progress(options: &SimOptions, mut progress: impl FnMut(&[Progress])) -> Result<Report, SimError> {
+pub fn run_with_progress(
+    options: &SimOptions,
+    mut progress: impl FnMut(&[Progress]),
+) -> Result<Report, SimError> {
     options.validate()?;
     let mut strategies = Vec::new();
     for k in &options.strategies {
@@ -290,11 +320,16 @@ pub fn run_with_progress(options: &SimOptions, mut progress: impl FnMut(&[Progre
             strategies.push(*k);
         }
     }
-    let simulated: Vec<StrategyKind> = strategies.iter().copied().filter(|k| *k != StrategyKind::Oracle).collect();
+    let simulated: Vec<StrategyKind> = strategies
+        .iter()
+        .copied()
+        .filter(|k| *k != StrategyKind::Oracle)
+        .collect();
     let clocks: Vec<AtomicU64> = simulated.iter().map(|_| AtomicU64::new(0)).collect();
     let finished: Vec<AtomicU64> = simulated.iter().map(|_| AtomicU64::new(0)).collect();
     let next = AtomicU64::new(0);
-    let mut results: Vec<Option<Result<StrategyReport, SimError>>> = simulated.iter().map(|_| None).collect();
+    let mut results: Vec<Option<Result<StrategyReport, SimError>>> =
+        simulated.iter().map(|_| None).collect();
     std::thread::scope(|scope| {
         let workers: Vec<_> = (0..options.threads.clamp(1, simulated.len().max(1)))
             .map(|_| {

@@ -73,13 +73,24 @@ fn options(cli: &Cli) -> Result<SimOptions, String> {
     if let Some(path) = &cli.trace {
         o.trace = Trace::parse(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
     } else if let Some(path) = &cli.jenkins_history {
-        let mut import = ImportOptions { default_label: cli.default_label.clone(), ..ImportOptions::default() };
+        let mut import = ImportOptions {
+            default_label: cli.default_label.clone(),
+            ..ImportOptions::default()
+        };
         for pair in &cli.node_labels {
-            let (node, label) = pair.split_once('=').ok_or_else(|| format!("--node-label `{pair}`: expected NODE=LABEL"))?;
+            let (node, label) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--node-label `{pair}`: expected NODE=LABEL"))?;
             import.node_labels.insert(node.to_owned(), label.to_owned());
         }
-        let imported = import_jenkins(&read(path)?, &import).map_err(|e| format!("{}: {e}", path.display()))?;
-        eprintln!("imported {} builds of {} jobs ({} skipped)", imported.trace.builds.len(), imported.jobs, imported.skipped);
+        let imported = import_jenkins(&read(path)?, &import)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        eprintln!(
+            "imported {} builds of {} jobs ({} skipped)",
+            imported.trace.builds.len(),
+            imported.jobs,
+            imported.skipped
+        );
         o.trace = imported.trace;
     } else {
         custom_trace = false;
@@ -88,15 +99,24 @@ fn options(cli: &Cli) -> Result<SimOptions, String> {
         o.model = Model::parse(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
     }
     if let Some(path) = &cli.templates {
-        o.templates = serde_json::from_str(&read(path)?).map_err(|e| format!("{}: templates: {e}", path.display()))?;
+        o.templates = serde_json::from_str(&read(path)?)
+            .map_err(|e| format!("{}: templates: {e}", path.display()))?;
     } else if custom_trace {
         o.templates = SimTemplate::derive(&o.trace, &cli.profile).map_err(|e| e.0)?;
     }
     if !cli.strategies.is_empty() {
-        o.strategies = cli.strategies.iter().map(|s| StrategyKind::from_name(s.trim())).collect::<Result<_, _>>().map_err(|e| e.0)?;
+        o.strategies = cli
+            .strategies
+            .iter()
+            .map(|s| StrategyKind::from_name(s.trim()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.0)?;
     }
     if !(cli.poll_interval.is_finite() && cli.poll_interval > 0.0) {
-        return Err(format!("--poll-interval: must be above zero, found {}", cli.poll_interval));
+        return Err(format!(
+            "--poll-interval: must be above zero, found {}",
+            cli.poll_interval
+        ));
     }
     o.seed = cli.seed;
     o.poll_interval = Duration::from_secs_f64(cli.poll_interval);
@@ -122,10 +142,18 @@ fn main() -> ExitCode {
             .iter()
             .map(|p| {
                 let (h, m) = (p.simulated_s / 3600, p.simulated_s % 3600 / 60);
-                format!("{} {h:02}:{m:02}{}", p.strategy, if p.done { " done" } else { "" })
+                format!(
+                    "{} {h:02}:{m:02}{}",
+                    p.strategy,
+                    if p.done { " done" } else { "" }
+                )
             })
             .collect();
-        eprint!("\r\x1b[2K[{:>4.0}s] {}", started.elapsed().as_secs_f64(), parts.join(" | "));
+        eprint!(
+            "\r\x1b[2K[{:>4.0}s] {}",
+            started.elapsed().as_secs_f64(),
+            parts.join(" | ")
+        );
         let _ = std::io::stderr().flush();
     });
     if !quiet {
@@ -143,7 +171,8 @@ fn main() -> ExitCode {
         Format::Json => println!("{}", report.to_json()),
     }
     if let Some(path) = &cli.svg {
-        if let Err(e) = std::fs::write(path, jenkins_cloud_sim::svg::chart(&report, &options.trace)) {
+        if let Err(e) = std::fs::write(path, jenkins_cloud_sim::svg::chart(&report, &options.trace))
+        {
             eprintln!("error: {}: {e}", path.display());
             return ExitCode::from(1);
         }

@@ -167,8 +167,15 @@ impl Model {
                 problems.push(format!("{path}: must be a non-negative number, found {v}"));
             }
         };
-        non_negative("minimum_billed_seconds".into(), self.minimum_billed_seconds, &mut problems);
-        for (what, d) in [("fargate.spot_discount", self.fargate.spot_discount), ("ec2.spot_discount", self.ec2.spot_discount)] {
+        non_negative(
+            "minimum_billed_seconds".into(),
+            self.minimum_billed_seconds,
+            &mut problems,
+        );
+        for (what, d) in [
+            ("fargate.spot_discount", self.fargate.spot_discount),
+            ("ec2.spot_discount", self.ec2.spot_discount),
+        ] {
             if !(0.0..1.0).contains(&d) {
                 problems.push(format!("{what}: must be in [0, 1), found {d}"));
             }
@@ -180,11 +187,25 @@ impl Model {
             non_negative(format!("{at}start_latency_s[0]"), lo, &mut problems);
             non_negative(format!("{at}start_latency_s[1]"), hi, &mut problems);
             if lo > hi {
-                problems.push(format!("{at}start_latency_s: minimum {lo} is above maximum {hi}"));
+                problems.push(format!(
+                    "{at}start_latency_s: minimum {lo} is above maximum {hi}"
+                ));
             }
-            non_negative(format!("{at}connect_latency_s"), p.connect_latency_s, &mut problems);
-            non_negative(format!("{at}stop_latency_s"), p.stop_latency_s, &mut problems);
-            non_negative(format!("{at}interruptions_per_hour"), p.interruptions_per_hour, &mut problems);
+            non_negative(
+                format!("{at}connect_latency_s"),
+                p.connect_latency_s,
+                &mut problems,
+            );
+            non_negative(
+                format!("{at}stop_latency_s"),
+                p.stop_latency_s,
+                &mut problems,
+            );
+            non_negative(
+                format!("{at}interruptions_per_hour"),
+                p.interruptions_per_hour,
+                &mut problems,
+            );
             if let Err(e) = self.hourly_price(p) {
                 problems.push(format!("{at}{e}"));
             }
@@ -212,22 +233,39 @@ impl Model {
                 let rate = match p.arch.as_deref() {
                     Some("x86") => self.fargate.x86,
                     Some("arm") => self.fargate.arm,
-                    Some(other) => return Err(format!("arch: expected `x86` or `arm`, found `{other}`")),
+                    Some(other) => {
+                        return Err(format!("arch: expected `x86` or `arm`, found `{other}`"))
+                    }
                     None => return Err("arch: required for kind fargate".into()),
                 };
-                let vcpu = p.vcpu.filter(|v| *v > 0.0).ok_or("vcpu: required (> 0) for kind fargate")?;
-                let gb = p.memory_gb.filter(|v| *v > 0.0).ok_or("memory_gb: required (> 0) for kind fargate")?;
+                let vcpu = p
+                    .vcpu
+                    .filter(|v| *v > 0.0)
+                    .ok_or("vcpu: required (> 0) for kind fargate")?;
+                let gb = p
+                    .memory_gb
+                    .filter(|v| *v > 0.0)
+                    .ok_or("memory_gb: required (> 0) for kind fargate")?;
                 let price = rate.vcpu_hour * vcpu + rate.gb_hour * gb;
-                Ok(if p.spot { price * (1.0 - self.fargate.spot_discount) } else { price })
+                Ok(if p.spot {
+                    price * (1.0 - self.fargate.spot_discount)
+                } else {
+                    price
+                })
             }
             Kind::Ec2 => {
-                let ty = p.instance_type.as_deref().ok_or("instance_type: required for kind ec2")?;
-                let price = *self
-                    .ec2
-                    .instance_hour
-                    .get(ty)
-                    .ok_or_else(|| format!("instance_type: `{ty}` has no price in ec2.instance_hour"))?;
-                Ok(if p.spot { price * (1.0 - self.ec2.spot_discount) } else { price })
+                let ty = p
+                    .instance_type
+                    .as_deref()
+                    .ok_or("instance_type: required for kind ec2")?;
+                let price = *self.ec2.instance_hour.get(ty).ok_or_else(|| {
+                    format!("instance_type: `{ty}` has no price in ec2.instance_hour")
+                })?;
+                Ok(if p.spot {
+                    price * (1.0 - self.ec2.spot_discount)
+                } else {
+                    price
+                })
             }
         }
     }
@@ -267,7 +305,10 @@ mod tests {
         let spot = m.profile("fargate-spot").unwrap();
         let full = 2.0 * 0.04048 + 4.0 * 0.004445;
         assert!((m.hourly_price(spot).unwrap() - full * 0.3).abs() < 1e-9);
-        assert_eq!(m.hourly_price(m.profile("ec2-m6i-large").unwrap()).unwrap(), 0.096);
+        assert_eq!(
+            m.hourly_price(m.profile("ec2-m6i-large").unwrap()).unwrap(),
+            0.096
+        );
         assert_eq!(m.billable_seconds(Kind::Fargate, 20.0, 10.0, 5.0), 35.0);
         assert_eq!(m.billable_seconds(Kind::Ec2, 30.0, 100.0, 10.0), 100.0);
         assert_eq!(m.minimum_top_up(35.0), 25.0);
@@ -283,12 +324,27 @@ mod tests {
         v["profiles"]["ec2-m6i-large"]["instance_type"] = "z9.huge".into();
         v["profiles"]["ec2-m6i-large"]["cpu"] = 2.into();
         let e = Model::parse(&v.to_string()).unwrap_err().to_string();
-        assert!(e.contains("profiles.fargate-small.arch: expected `x86` or `arm`"), "{e}");
-        assert!(e.contains("profiles.fargate-small.start_latency_s: minimum 40 is above maximum 20"), "{e}");
-        assert!(e.contains("profiles.ec2-m6i-large.instance_type: `z9.huge` has no price"), "{e}");
+        assert!(
+            e.contains("profiles.fargate-small.arch: expected `x86` or `arm`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("profiles.fargate-small.start_latency_s: minimum 40 is above maximum 20"),
+            "{e}"
+        );
+        assert!(
+            e.contains("profiles.ec2-m6i-large.instance_type: `z9.huge` has no price"),
+            "{e}"
+        );
         assert!(e.contains("profiles.ec2-m6i-large.cpu: unknown key"), "{e}");
-        let e = Model::parse("{\"minimum_billed_seconds\": 60}").unwrap_err().to_string();
+        let e = Model::parse("{\"minimum_billed_seconds\": 60}")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("missing field `fargate`"), "{e}");
-        assert!(Model::builtin().profile("nope").unwrap_err().0.contains("known: ec2-m6i-large"));
+        assert!(Model::builtin()
+            .profile("nope")
+            .unwrap_err()
+            .0
+            .contains("known: ec2-m6i-large"));
     }
 }

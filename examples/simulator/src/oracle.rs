@@ -15,12 +15,22 @@ use crate::report::{StrategyReport, WaitStats};
 use crate::{SimError, SimOptions};
 
 pub(crate) fn oracle(options: &SimOptions) -> Result<StrategyReport, SimError> {
-    let mut rng = fastrand::Rng::with_seed(options.seed ^ 0x0_4AC1E);
+    let mut rng = fastrand::Rng::with_seed(options.seed ^ 0x0004_AC1E);
     let mut templates = Vec::new();
     for t in &options.templates {
-        let profile = options.model.profile(&t.profile).map_err(|e| SimError(e.0))?;
-        let hourly = options.model.hourly_price(profile).map_err(|e| SimError(format!("profiles.{}.{e}", t.profile)))?;
-        templates.push((LabelSet::parse(&t.labels), profile, hourly / t.executors.max(1) as f64));
+        let profile = options
+            .model
+            .profile(&t.profile)
+            .map_err(|e| SimError(e.0))?;
+        let hourly = options
+            .model
+            .hourly_price(profile)
+            .map_err(|e| SimError(format!("profiles.{}.{e}", t.profile)))?;
+        templates.push((
+            LabelSet::parse(&t.labels),
+            profile,
+            hourly / t.executors.max(1) as f64,
+        ));
     }
     let mut waits = Vec::new();
     let mut cost = 0.0;
@@ -28,7 +38,10 @@ pub(crate) fn oracle(options: &SimOptions) -> Result<StrategyReport, SimError> {
     let mut launches = 0;
     let mut end = 0.0f64;
     for b in &options.trace.builds {
-        let expr = b.label.as_deref().and_then(|l| LabelExpr::parse_optional(l).ok().flatten());
+        let expr = b
+            .label
+            .as_deref()
+            .and_then(|l| LabelExpr::parse_optional(l).ok().flatten());
         let Some((_, profile, hourly)) = templates.iter().find(|(labels, _, _)| match &expr {
             None => true,
             Some(e) => e.matches(labels),

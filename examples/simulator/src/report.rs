@@ -32,7 +32,8 @@ impl WaitStats {
             return WaitStats::default();
         }
         waits.sort_by(f64::total_cmp);
-        let rank = |p: f64| waits[((p * waits.len() as f64).ceil() as usize).clamp(1, waits.len()) - 1];
+        let rank =
+            |p: f64| waits[((p * waits.len() as f64).ceil() as usize).clamp(1, waits.len()) - 1];
         WaitStats {
             count: waits.len(),
             p50: rank(0.50),
@@ -119,7 +120,11 @@ impl Report {
             builds: options.trace.builds.len(),
             build_hours: options.trace.build_seconds() / 3600.0,
             poll_interval_s: options.poll_interval.as_secs_f64(),
-            templates: options.templates.iter().map(|t| (t.name.clone(), t.profile.clone())).collect(),
+            templates: options
+                .templates
+                .iter()
+                .map(|t| (t.name.clone(), t.profile.clone()))
+                .collect(),
             strategies,
         }
     }
@@ -145,7 +150,18 @@ impl Report {
         let _ = writeln!(
             out,
             "{:<17} {:>7} {:>7} {:>7} {:>7} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>6}",
-            "strategy", "p50 s", "p95 s", "p99 s", "max s", "agent-h", "idle-h", "cost $", "launches", "per build", "unused", "wall s"
+            "strategy",
+            "p50 s",
+            "p95 s",
+            "p99 s",
+            "max s",
+            "agent-h",
+            "idle-h",
+            "cost $",
+            "launches",
+            "per build",
+            "unused",
+            "wall s"
         );
         for s in &self.strategies {
             let _ = writeln!(
@@ -191,7 +207,10 @@ mod tests {
     fn nearest_rank_percentiles() {
         let mut w: Vec<f64> = (1..=100).rev().map(f64::from).collect();
         let s = WaitStats::of(&mut w);
-        assert_eq!((s.p50, s.p95, s.p99, s.max, s.count), (50.0, 95.0, 99.0, 100.0, 100));
+        assert_eq!(
+            (s.p50, s.p95, s.p99, s.max, s.count),
+            (50.0, 95.0, 99.0, 100.0, 100)
+        );
         assert_eq!(WaitStats::of(&mut []), WaitStats::default());
         assert_eq!(WaitStats::of(&mut [7.0]).p99, 7.0);
     }

@@ -91,7 +91,10 @@ impl Trace {
                     }
                     serde_json::from_str::<W>(text).err()
                 });
-            TraceError(format!("JSON: {}", inner.map_or(e.to_string(), |i| i.to_string())))
+            TraceError(format!(
+                "JSON: {}",
+                inner.map_or(e.to_string(), |i| i.to_string())
+            ))
         })?;
         let builds = match parsed {
             JsonTrace::List(b) | JsonTrace::Wrapped { builds: b } => b,
@@ -107,11 +110,15 @@ impl Trace {
             .map(|(i, l)| (i + 1, l.trim()))
             .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'));
         let Some((hline, header)) = lines.next() else {
-            return Err(TraceError("CSV: empty file (expected a header `submit_s,label,duration_s`)".into()));
+            return Err(TraceError(
+                "CSV: empty file (expected a header `submit_s,label,duration_s`)".into(),
+            ));
         };
         let columns = split_csv(header).map_err(|e| TraceError(format!("line {hline}: {e}")))?;
         let find = |name: &str| columns.iter().position(|c| c == name);
-        let (Some(submit), Some(label), Some(duration)) = (find("submit_s"), find("label"), find("duration_s")) else {
+        let (Some(submit), Some(label), Some(duration)) =
+            (find("submit_s"), find("label"), find("duration_s"))
+        else {
             return Err(TraceError(format!(
                 "line {hline}: header must name the columns submit_s, label and duration_s (found `{header}`)"
             )));
@@ -128,9 +135,12 @@ impl Trace {
                 )));
             }
             let number = |col: usize, name: &str| {
-                fields[col]
-                    .parse::<f64>()
-                    .map_err(|_| TraceError(format!("line {n}, field {name}: `{}` is not a number", fields[col])))
+                fields[col].parse::<f64>().map_err(|_| {
+                    TraceError(format!(
+                        "line {n}, field {name}: `{}` is not a number",
+                        fields[col]
+                    ))
+                })
             };
             let b = TraceBuild {
                 submit_s: number(submit, "submit_s")?,
@@ -149,26 +159,48 @@ impl Trace {
     /// five labels (`linux`, `linux&&large`, `arm64`, `docker-host`, `spot`).
     /// Fixed: the same trace whatever the simulation seed.
     pub fn builtin_day() -> Trace {
-        let mut rng = fastrand::Rng::with_seed(0x5EED_DA7);
+        let mut rng = fastrand::Rng::with_seed(0x05EE_DDA7);
         let mut builds = Vec::new();
-        let mut add = |rng: &mut fastrand::Rng, at: f64, label: &str, min_m: u64, max_m: u64, task: &str| {
-            builds.push(TraceBuild {
-                submit_s: at.round(),
-                label: Some(label.to_owned()),
-                duration_s: (rng.u64(min_m * 60..=max_m * 60)) as f64,
-                task: task.to_owned(),
-            });
-        };
+        let mut add =
+            |rng: &mut fastrand::Rng, at: f64, label: &str, min_m: u64, max_m: u64, task: &str| {
+                builds.push(TraceBuild {
+                    submit_s: at.round(),
+                    label: Some(label.to_owned()),
+                    duration_s: (rng.u64(min_m * 60..=max_m * 60)) as f64,
+                    task: task.to_owned(),
+                });
+            };
         let h = 3600.0;
         // Nightly batch: integration suites on large agents and EC2 docker hosts.
         for i in 0..40 {
-            add(&mut rng, 1.0 * h + i as f64 * 5.0, "linux&&large", 20, 60, "nightly-integration");
+            add(
+                &mut rng,
+                1.0 * h + i as f64 * 5.0,
+                "linux&&large",
+                20,
+                60,
+                "nightly-integration",
+            );
         }
         for i in 0..20 {
-            add(&mut rng, 1.0 * h + 30.0 + i as f64 * 3.0, "docker-host", 15, 40, "nightly-images");
+            add(
+                &mut rng,
+                1.0 * h + 30.0 + i as f64 * 3.0,
+                "docker-host",
+                15,
+                40,
+                "nightly-images",
+            );
         }
         for i in 0..30 {
-            add(&mut rng, 2.0 * h + i as f64 * 10.0, "spot", 10, 30, "nightly-fuzz");
+            add(
+                &mut rng,
+                2.0 * h + i as f64 * 10.0,
+                "spot",
+                10,
+                30,
+                "nightly-fuzz",
+            );
         }
         // Morning burst: everyone pushes between 08:45 and 09:30.
         for _ in 0..150 {
@@ -180,7 +212,14 @@ impl Trace {
             add(&mut rng, at, "linux&&large", 8, 25, "pr-e2e");
         }
         // Steady day 09:30-18:00 (Poisson arrivals), then a quiet evening until 23:00.
-        let mut poisson = |rng: &mut fastrand::Rng, from: f64, to: f64, per_hour: f64, label: &str, lo: u64, hi: u64, task: &str| {
+        let mut poisson = |rng: &mut fastrand::Rng,
+                           from: f64,
+                           to: f64,
+                           per_hour: f64,
+                           label: &str,
+                           lo: u64,
+                           hi: u64,
+                           task: &str| {
             let mut t = from;
             loop {
                 t += -(1.0 - rng.f64()).ln() * h / per_hour;
@@ -191,9 +230,36 @@ impl Trace {
             }
         };
         poisson(&mut rng, 9.5 * h, 18.0 * h, 40.0, "linux", 2, 15, "ci");
-        poisson(&mut rng, 9.5 * h, 18.0 * h, 8.0, "linux&&large", 10, 30, "e2e");
-        poisson(&mut rng, 9.5 * h, 18.0 * h, 6.0, "arm64", 5, 20, "arm-build");
-        poisson(&mut rng, 9.5 * h, 18.0 * h, 4.0, "docker-host", 5, 25, "image-build");
+        poisson(
+            &mut rng,
+            9.5 * h,
+            18.0 * h,
+            8.0,
+            "linux&&large",
+            10,
+            30,
+            "e2e",
+        );
+        poisson(
+            &mut rng,
+            9.5 * h,
+            18.0 * h,
+            6.0,
+            "arm64",
+            5,
+            20,
+            "arm-build",
+        );
+        poisson(
+            &mut rng,
+            9.5 * h,
+            18.0 * h,
+            4.0,
+            "docker-host",
+            5,
+            25,
+            "image-build",
+        );
         poisson(&mut rng, 18.0 * h, 23.0 * h, 6.0, "linux", 2, 15, "ci");
         Trace::new(builds).expect("the built-in trace is valid")
     }
@@ -206,14 +272,23 @@ impl Trace {
 
 fn check(at: &str, b: &TraceBuild) -> Result<(), TraceError> {
     if !(b.submit_s.is_finite() && b.submit_s >= 0.0) {
-        return Err(TraceError(format!("{at}, field submit_s: must be a non-negative number, found {}", b.submit_s)));
+        return Err(TraceError(format!(
+            "{at}, field submit_s: must be a non-negative number, found {}",
+            b.submit_s
+        )));
     }
     if !(b.duration_s.is_finite() && b.duration_s >= 0.0) {
-        return Err(TraceError(format!("{at}, field duration_s: must be a non-negative number, found {}", b.duration_s)));
+        return Err(TraceError(format!(
+            "{at}, field duration_s: must be a non-negative number, found {}",
+            b.duration_s
+        )));
     }
     if let Some(label) = &b.label {
-        LabelExpr::parse_optional(label)
-            .map_err(|e| TraceError(format!("{at}, field label: `{label}` is not a label expression: {e}")))?;
+        LabelExpr::parse_optional(label).map_err(|e| {
+            TraceError(format!(
+                "{at}, field label: `{label}` is not a label expression: {e}"
+            ))
+        })?;
     }
     Ok(())
 }
@@ -252,7 +327,10 @@ mod tests {
 
     #[test]
     fn csv_with_quotes_comments_and_any_node() {
-        let t = Trace::parse("# a comment\nsubmit_s,label,duration_s,task\n10,\"linux && docker\",60,a\n5,,30,b\n").unwrap();
+        let t = Trace::parse(
+            "# a comment\nsubmit_s,label,duration_s,task\n10,\"linux && docker\",60,a\n5,,30,b\n",
+        )
+        .unwrap();
         assert_eq!(t.builds.len(), 2);
         assert_eq!(t.builds[0].task, "b", "sorted by submit time");
         assert_eq!(t.builds[0].label, None);
@@ -264,9 +342,15 @@ mod tests {
         let e = Trace::parse("submit_s,label,duration_s\n1,linux,60\n2,linux,soon\n").unwrap_err();
         assert_eq!(e.0, "line 3, field duration_s: `soon` is not a number");
         let e = Trace::parse("submit_s,label,duration_s\n1,linux &&,60\n").unwrap_err();
-        assert!(e.0.starts_with("line 2, field label: `linux &&` is not a label expression"), "{e}");
+        assert!(
+            e.0.starts_with("line 2, field label: `linux &&` is not a label expression"),
+            "{e}"
+        );
         let e = Trace::parse("submit_s,label,duration_s\n-1,linux,60\n").unwrap_err();
-        assert!(e.0.starts_with("line 2, field submit_s: must be a non-negative"), "{e}");
+        assert!(
+            e.0.starts_with("line 2, field submit_s: must be a non-negative"),
+            "{e}"
+        );
         let e = Trace::parse("submit_s,label\n").unwrap_err();
         assert!(e.0.starts_with("line 1: header must name"), "{e}");
         let e = Trace::parse("submit_s,label,duration_s\n1,a\n").unwrap_err();
@@ -280,8 +364,14 @@ mod tests {
         let t = Trace::parse(r#"{"builds": [{"submit_s": 3, "duration_s": 9}]}"#).unwrap();
         assert_eq!(t.builds[0].label, None);
         let e = Trace::parse("[{\"submit_s\": 3,\n \"duration\": 9}]").unwrap_err();
-        assert!(e.0.contains("unknown field `duration`") && e.0.contains("line 2"), "{e}");
-        let e = Trace::parse(r#"[{"submit_s": 3, "duration_s": 9}, {"submit_s": 1, "duration_s": -9}]"#).unwrap_err();
+        assert!(
+            e.0.contains("unknown field `duration`") && e.0.contains("line 2"),
+            "{e}"
+        );
+        let e = Trace::parse(
+            r#"[{"submit_s": 3, "duration_s": 9}, {"submit_s": 1, "duration_s": -9}]"#,
+        )
+        .unwrap_err();
         assert!(e.0.starts_with("builds[1], field duration_s"), "{e}");
     }
 
@@ -291,7 +381,8 @@ mod tests {
         assert_eq!(a, Trace::builtin_day());
         assert!(a.builds.len() > 500, "{}", a.builds.len());
         assert!(a.builds.iter().all(|b| b.submit_s < 86_400.0));
-        let labels: std::collections::BTreeSet<_> = a.builds.iter().filter_map(|b| b.label.clone()).collect();
+        let labels: std::collections::BTreeSet<_> =
+            a.builds.iter().filter_map(|b| b.label.clone()).collect();
         assert_eq!(labels.len(), 5, "{labels:?}");
     }
 }

@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use jenkins_cloud_core::backend::{AgentTransport, Backend, CloudState, JenkinsEndpoint, OwnerId};
 use jenkins_cloud_core::label::{LabelExpr, LabelSet};
-use jenkins_cloud_core::memory::{BuildOutcome, Latency, MemoryBackend, MemoryCloud, MemoryJenkins, Submission, DEFAULT_EPOCH_SECS};
+use jenkins_cloud_core::memory::{
+    BuildOutcome, Latency, MemoryBackend, MemoryCloud, MemoryJenkins, Submission,
+    DEFAULT_EPOCH_SECS,
+};
 use jenkins_cloud_core::reconcile::{Pool, ReconcileConfig, Reconciler};
 use jenkins_cloud_core::strategy::{JenkinsStandard, NoDelay, ProvisioningStrategy};
 use jenkins_cloud_core::template::AgentTemplate;
@@ -27,7 +30,11 @@ struct TemplateWorld<'a> {
 }
 
 /// Simulates `kind` on `options`' trace; publishes simulated seconds in `clock`.
-pub(crate) fn simulate(options: &SimOptions, kind: StrategyKind, clock: &AtomicU64) -> Result<StrategyReport, SimError> {
+pub(crate) fn simulate(
+    options: &SimOptions,
+    kind: StrategyKind,
+    clock: &AtomicU64,
+) -> Result<StrategyReport, SimError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -47,7 +54,11 @@ fn strategy(kind: StrategyKind) -> Box<dyn ProvisioningStrategy> {
     }
 }
 
-async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &AtomicU64) -> Result<StrategyReport, SimError> {
+async fn simulate_async(
+    options: &SimOptions,
+    kind: StrategyKind,
+    clock: &AtomicU64,
+) -> Result<StrategyReport, SimError> {
     let owner = OwnerId::new("sim").expect("valid owner");
     let epoch = SystemTime::UNIX_EPOCH + Duration::from_secs(DEFAULT_EPOCH_SECS);
     let jenkins = MemoryJenkins::with_epoch(owner.clone(), epoch);
@@ -60,8 +71,14 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
     let mut worlds = Vec::new();
     let mut pools = Vec::new();
     for (i, t) in options.templates.iter().enumerate() {
-        let profile = options.model.profile(&t.profile).map_err(|e| SimError(e.0))?;
-        let hourly = options.model.hourly_price(profile).map_err(|e| SimError(format!("profiles.{}.{e}", t.profile)))?;
+        let profile = options
+            .model
+            .profile(&t.profile)
+            .map_err(|e| SimError(e.0))?;
+        let hourly = options
+            .model
+            .hourly_price(profile)
+            .map_err(|e| SimError(format!("profiles.{}.{e}", t.profile)))?;
         let (min, max) = profile.start_range();
         let backend_owner = OwnerId::new(format!("sim-t{i}")).expect("valid owner");
         let backend = MemoryBackend::on_cloud(cloud.clone(), backend_owner)
@@ -76,10 +93,21 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
         backend_dyn
             .validate_template(&template)
             .map_err(|p| SimError(format!("templates[{i}]: {}", p.join("; "))))?;
-        pools.push(Pool { template: Arc::new(template), backend: backend_dyn });
-        worlds.push(TemplateWorld { profile, hourly, executors: t.executors, backend });
+        pools.push(Pool {
+            template: Arc::new(template),
+            backend: backend_dyn,
+        });
+        worlds.push(TemplateWorld {
+            profile,
+            hourly,
+            executors: t.executors,
+            backend,
+        });
     }
-    let endpoint = JenkinsEndpoint { url: "http://jenkins.sim/".into(), transport: AgentTransport::WebSocket };
+    let endpoint = JenkinsEndpoint {
+        url: "http://jenkins.sim/".into(),
+        transport: AgentTransport::WebSocket,
+    };
     let mut config = ReconcileConfig::new(owner, endpoint);
     config.poll_interval = options.poll_interval;
     config.seed = Some(options.seed);
@@ -95,14 +123,20 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
         .trace
         .builds
         .iter()
-        .map(|b| b.label.as_deref().and_then(|l| LabelExpr::parse_optional(l).ok().flatten()))
+        .map(|b| {
+            b.label
+                .as_deref()
+                .and_then(|l| LabelExpr::parse_optional(l).ok().flatten())
+        })
         .collect();
     let builds = &options.trace.builds;
     let start = Instant::now();
     let at = |s: f64| start + Duration::from_secs_f64(s);
     let last_submit = builds.last().map_or(0.0, |b| b.submit_s);
     let give_up = at(last_submit) + options.max_tail;
-    let spot: Vec<usize> = (0..worlds.len()).filter(|&i| worlds[i].profile.interruptions_per_hour > 0.0).collect();
+    let spot: Vec<usize> = (0..worlds.len())
+        .filter(|&i| worlds[i].profile.interruptions_per_hour > 0.0)
+        .collect();
     let mut rng = fastrand::Rng::with_seed(options.seed ^ 0x5107_1A7E);
 
     let mut next_build = 0;
@@ -113,8 +147,12 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
     let mut alive: BTreeSet<String> = BTreeSet::new();
     let mut ever_launched: BTreeSet<String> = BTreeSet::new();
     let mut top_up_cost = 0.0;
-    let template_index: BTreeMap<&str, usize> =
-        options.templates.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
+    let template_index: BTreeMap<&str, usize> = options
+        .templates
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
     let mut pass_errors = 0u64;
 
     loop {
@@ -122,8 +160,12 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
         while next_build < builds.len() && at(builds[next_build].submit_s) <= now {
             let b = &builds[next_build];
             jenkins.submit_with(
-                Submission::new(b.task.clone(), labels[next_build].clone(), Duration::from_secs_f64(b.duration_s))
-                    .retry_on_agent_loss(),
+                Submission::new(
+                    b.task.clone(),
+                    labels[next_build].clone(),
+                    Duration::from_secs_f64(b.duration_s),
+                )
+                .retry_on_agent_loss(),
             );
             next_build += 1;
         }
@@ -131,7 +173,10 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
             match reconciler.run_once().await {
                 Ok(pass) => {
                     for l in pass.act.launched {
-                        let index = template_index.get(l.template.as_str()).copied().unwrap_or(0);
+                        let index = template_index
+                            .get(l.template.as_str())
+                            .copied()
+                            .unwrap_or(0);
                         ever_launched.insert(l.agent.clone());
                         alive.insert(l.agent.clone());
                         launched.insert(l.agent, (now, index));
@@ -145,7 +190,11 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
                 .filter(|a| !a.cloud_state.as_ref().is_some_and(CloudState::is_gone))
                 .map(|a| a.name.as_str())
                 .collect();
-            let gone: Vec<String> = alive.iter().filter(|n| !live.contains(n.as_str())).cloned().collect();
+            let gone: Vec<String> = alive
+                .iter()
+                .filter(|n| !live.contains(n.as_str()))
+                .cloned()
+                .collect();
             for name in gone {
                 alive.remove(&name);
                 if let Some((t0, i)) = launched.remove(&name) {
@@ -159,11 +208,15 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
                 }
             }
             for &i in &spot {
-                let p = worlds[i].profile.interruptions_per_hour * options.poll_interval.as_secs_f64() / 3600.0;
+                let p = worlds[i].profile.interruptions_per_hour
+                    * options.poll_interval.as_secs_f64()
+                    / 3600.0;
                 let running = worlds[i].backend.list_owned().await.unwrap_or_default();
                 for inst in running.iter().filter(|x| x.state == CloudState::Running) {
                     if rng.f64() < p {
-                        worlds[i].backend.interrupt(&inst.id, "spot interruption (simulated)");
+                        worlds[i]
+                            .backend
+                            .interrupt(&inst.id, "spot interruption (simulated)");
                     }
                 }
             }
@@ -195,7 +248,8 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
             let submit = at(builds[next_build].submit_s);
             wake = wake.min(submit);
             // Nothing queued, running or alive: passes would do nothing until the next submission.
-            if queued == 0 && running == 0 && active == 0 && alive.is_empty() && submit > next_pass {
+            if queued == 0 && running == 0 && active == 0 && alive.is_empty() && submit > next_pass
+            {
                 let skipped = (submit - next_pass).as_nanos() / options.poll_interval.as_nanos();
                 next_pass += options.poll_interval * skipped as u32;
                 wake = next_pass.min(submit);
@@ -229,7 +283,11 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
     let mut launches = 0;
     for w in &worlds {
         let s = w.backend.instance_seconds();
-        let (p, r, st) = (s.pending.as_secs_f64(), s.running.as_secs_f64(), s.stopping.as_secs_f64());
+        let (p, r, st) = (
+            s.pending.as_secs_f64(),
+            s.running.as_secs_f64(),
+            s.stopping.as_secs_f64(),
+        );
         agent_s += p + r + st;
         executor_running_s += r * w.executors as f64;
         cost += options.model.billable_seconds(w.profile.kind, p, r, st) * w.hourly / 3600.0;
@@ -244,12 +302,22 @@ async fn simulate_async(options: &SimOptions, kind: StrategyKind, clock: &Atomic
         idle_agent_hours: ((executor_running_s - build_seconds) / 3600.0).max(0.0),
         cost,
         launches,
-        launches_per_build: if trace_builds > 0.0 { launches as f64 / trace_builds } else { 0.0 },
-        launches_never_used: ever_launched.iter().filter(|n| !used_nodes.contains(*n)).count() as u64,
+        launches_per_build: if trace_builds > 0.0 {
+            launches as f64 / trace_builds
+        } else {
+            0.0
+        },
+        launches_never_used: ever_launched
+            .iter()
+            .filter(|n| !used_nodes.contains(*n))
+            .count() as u64,
         builds_started: stats.builds_started,
         builds_aborted: stats.builds_aborted,
         unstarted,
-        cut: history.iter().filter(|r| r.outcome == BuildOutcome::Running).count() as u64,
+        cut: history
+            .iter()
+            .filter(|r| r.outcome == BuildOutcome::Running)
+            .count() as u64,
         failed_passes: pass_errors,
         simulated_s: end.duration_since(start).as_secs(),
         samples,

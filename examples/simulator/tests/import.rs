@@ -17,13 +17,23 @@ fn reads_nested_folders_and_maps_nodes_to_labels() {
         default_label: Some("linux".to_owned()),
     };
     let imported = import_jenkins(FIXTURE, &options).unwrap();
-    assert_eq!(imported.jobs, 4, "build-linux, pipeline, arm-job, never-built");
+    assert_eq!(
+        imported.jobs, 4,
+        "build-linux, pipeline, arm-job, never-built"
+    );
     assert_eq!(imported.skipped, 1, "the build still running (duration 0)");
     let got: Vec<(f64, Option<&str>, f64, &str)> = imported
         .trace
         .builds
         .iter()
-        .map(|b| (b.submit_s, b.label.as_deref(), b.duration_s, b.task.as_str()))
+        .map(|b| {
+            (
+                b.submit_s,
+                b.label.as_deref(),
+                b.duration_s,
+                b.task.as_str(),
+            )
+        })
         .collect();
     assert_eq!(
         got,
