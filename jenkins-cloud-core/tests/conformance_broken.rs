@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use jenkins_cloud_core::backend::{
-    AgentLaunch, Backend, BackendError, Capabilities, CloudId, CloudInstance, LaunchBatch, LaunchOutcome, OwnerId,
-    TerminateOutcome,
+    AgentLaunch, Backend, BackendError, Capabilities, CloudId, CloudInstance, LaunchBatch,
+    LaunchOutcome, OwnerId, TerminateOutcome,
 };
 use jenkins_cloud_core::memory::{MemoryBackend, MemoryHarness};
 use jenkins_cloud_core::template::AgentTemplate;
@@ -62,11 +62,21 @@ impl Backend for Broken {
                         ..a.clone()
                     })
                     .collect();
-                self.inner.launch(LaunchBatch { agents: &agents, ..batch }).await
+                self.inner
+                    .launch(LaunchBatch {
+                        agents: &agents,
+                        ..batch
+                    })
+                    .await
             }
             Flaw::TruncatesBatches => {
                 let max = self.capabilities().max_launch_batch.min(batch.agents.len());
-                self.inner.launch(LaunchBatch { agents: &batch.agents[..max], ..batch }).await
+                self.inner
+                    .launch(LaunchBatch {
+                        agents: &batch.agents[..max],
+                        ..batch
+                    })
+                    .await
             }
             Flaw::MixesIds => {
                 let mut out = self.inner.launch(batch).await;
@@ -80,7 +90,12 @@ impl Backend for Broken {
             Flaw::IgnoresInvalidSpec => {
                 let mut template = batch.template.clone();
                 template.spec = serde_json::json!({});
-                self.inner.launch(LaunchBatch { template: &template, ..batch }).await
+                self.inner
+                    .launch(LaunchBatch {
+                        template: &template,
+                        ..batch
+                    })
+                    .await
             }
             _ => self.inner.launch(batch).await,
         }
@@ -95,8 +110,14 @@ impl Backend for Broken {
             Flaw::TerminatesForeign => {
                 let mut out = Vec::new();
                 for id in ids {
-                    let owner = self.inner.cloud().instances().into_iter().find(|r| &r.instance.id == id);
-                    let as_owner = owner.map(|r| MemoryBackend::on_cloud(self.inner.cloud().clone(), r.owner));
+                    let owner = self
+                        .inner
+                        .cloud()
+                        .instances()
+                        .into_iter()
+                        .find(|r| &r.instance.id == id);
+                    let as_owner =
+                        owner.map(|r| MemoryBackend::on_cloud(self.inner.cloud().clone(), r.owner));
                     let backend = as_owner.as_ref().unwrap_or(&self.inner);
                     out.extend(backend.terminate(std::slice::from_ref(id), reason).await);
                 }
@@ -119,7 +140,13 @@ impl Backend for Broken {
 
     async fn list_owned(&self) -> Result<Vec<CloudInstance>, BackendError> {
         match self.flaw {
-            Flaw::ListsEveryone => Ok(self.inner.cloud().instances().into_iter().map(|r| r.instance).collect()),
+            Flaw::ListsEveryone => Ok(self
+                .inner
+                .cloud()
+                .instances()
+                .into_iter()
+                .map(|r| r.instance)
+                .collect()),
             _ => self.inner.list_owned().await,
         }
     }
@@ -133,7 +160,11 @@ struct BrokenHarness {
 #[async_trait]
 impl ConformanceHarness for BrokenHarness {
     async fn backend(&self, owner: OwnerId) -> Arc<dyn Backend> {
-        Arc::new(Broken { inner: self.inner.backend_of(&owner), flaw: self.flaw, terminated: Default::default() })
+        Arc::new(Broken {
+            inner: self.inner.backend_of(&owner),
+            flaw: self.flaw,
+            terminated: Default::default(),
+        })
     }
     fn template(&self) -> AgentTemplate {
         self.inner.template()
@@ -153,16 +184,29 @@ impl ConformanceHarness for BrokenHarness {
 }
 
 fn harness(flaw: Flaw) -> BrokenHarness {
-    BrokenHarness { inner: MemoryHarness::new(), flaw }
+    BrokenHarness {
+        inner: MemoryHarness::new(),
+        flaw,
+    }
 }
 
 /// The behaviour fails, naming itself, and run_all reports exactly `expected` as failed.
 async fn assert_caught(flaw: Flaw, verdict: Verdict, behaviour: &str, expected: &[&str]) {
     let failure = verdict.expect_err("the broken backend must fail");
     assert_eq!(failure.behaviour, behaviour);
-    assert!(failure.to_string().starts_with(&format!("conformance `{behaviour}` failed: ")), "{failure}");
+    assert!(
+        failure
+            .to_string()
+            .starts_with(&format!("conformance `{behaviour}` failed: ")),
+        "{failure}"
+    );
     let report = conformance::run_all(&harness(flaw)).await;
-    assert_eq!(report.failed_names(), expected, "{flaw:?}: {:#?}", report.failed);
+    assert_eq!(
+        report.failed_names(),
+        expected,
+        "{flaw:?}: {:#?}",
+        report.failed
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -170,29 +214,55 @@ async fn listing_other_owners_is_caught() {
     let v = conformance::list_owned_sees_only_its_own(&harness(Flaw::ListsEveryone)).await;
     let f = v.clone().unwrap_err();
     assert!(f.message.contains("lists owner b's"), "{f}");
-    assert_caught(Flaw::ListsEveryone, v, "list_owned_sees_only_its_own", &["list_owned_sees_only_its_own"]).await;
+    assert_caught(
+        Flaw::ListsEveryone,
+        v,
+        "list_owned_sees_only_its_own",
+        &["list_owned_sees_only_its_own"],
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn ignoring_client_tokens_is_caught() {
     let v = conformance::client_token_is_idempotent(&harness(Flaw::NotIdempotent)).await;
-    assert_caught(Flaw::NotIdempotent, v, "client_token_is_idempotent", &["client_token_is_idempotent"]).await;
+    assert_caught(
+        Flaw::NotIdempotent,
+        v,
+        "client_token_is_idempotent",
+        &["client_token_is_idempotent"],
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn terminating_foreign_resources_is_caught() {
     let v = conformance::foreign_terminate_is_refused(&harness(Flaw::TerminatesForeign)).await;
-    assert_caught(Flaw::TerminatesForeign, v, "foreign_terminate_is_refused", &["foreign_terminate_is_refused"])
-        .await;
+    assert_caught(
+        Flaw::TerminatesForeign,
+        v,
+        "foreign_terminate_is_refused",
+        &["foreign_terminate_is_refused"],
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn dropping_outcomes_of_large_batches_is_caught() {
     let v = conformance::large_batch_gets_one_outcome_each(&harness(Flaw::TruncatesBatches)).await;
     let f = v.clone().unwrap_err();
-    assert!(f.message.contains("13 agents launched but 10 outcomes"), "{f}");
+    assert!(
+        f.message.contains("13 agents launched but 10 outcomes"),
+        "{f}"
+    );
     let expected = ["large_batch_gets_one_outcome_each"];
-    assert_caught(Flaw::TruncatesBatches, v, "large_batch_gets_one_outcome_each", &expected).await;
+    assert_caught(
+        Flaw::TruncatesBatches,
+        v,
+        "large_batch_gets_one_outcome_each",
+        &expected,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -200,7 +270,11 @@ async fn mixing_up_ids_is_caught() {
     let v = conformance::outcomes_match_agents(&harness(Flaw::MixesIds)).await;
     // Batch checks of distinct ids still pass; the tag check sees the swap too, and
     // so does the partial-failure check (the error lands on an agent that runs).
-    let expected = ["outcomes_match_agents", "partial_failure_keeps_successes", "instances_carry_tags"];
+    let expected = [
+        "outcomes_match_agents",
+        "partial_failure_keeps_successes",
+        "instances_carry_tags",
+    ];
     assert_caught(Flaw::MixesIds, v, "outcomes_match_agents", &expected).await;
 }
 
@@ -208,7 +282,13 @@ async fn mixing_up_ids_is_caught() {
 async fn launching_an_invalid_template_is_caught() {
     let v = conformance::invalid_template_is_permanent(&harness(Flaw::IgnoresInvalidSpec)).await;
     let expected = ["invalid_template_is_permanent"];
-    assert_caught(Flaw::IgnoresInvalidSpec, v, "invalid_template_is_permanent", &expected).await;
+    assert_caught(
+        Flaw::IgnoresInvalidSpec,
+        v,
+        "invalid_template_is_permanent",
+        &expected,
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,7 +296,13 @@ async fn non_idempotent_terminate_is_caught() {
     let v = conformance::terminate_is_idempotent(&harness(Flaw::TerminateNotIdempotent)).await;
     let f = v.clone().unwrap_err();
     assert!(f.message.contains("transient"), "{f}");
-    assert_caught(Flaw::TerminateNotIdempotent, v, "terminate_is_idempotent", &["terminate_is_idempotent"]).await;
+    assert_caught(
+        Flaw::TerminateNotIdempotent,
+        v,
+        "terminate_is_idempotent",
+        &["terminate_is_idempotent"],
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]

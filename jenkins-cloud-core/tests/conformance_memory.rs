@@ -6,14 +6,21 @@ use jenkins_cloud_core::testkit::conformance::{self, Checked, BEHAVIOURS};
 
 mod per_behaviour {
     use super::MemoryHarness;
-    jenkins_cloud_core::conformance_tests!(#[tokio::test(start_paused = true)] MemoryHarness::new());
+    jenkins_cloud_core::conformance_tests!(
+        #[tokio::test(start_paused = true)]
+        MemoryHarness::new()
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn run_all_passes_every_behaviour_on_one_harness() {
     let report = conformance::run_all(&MemoryHarness::new()).await;
     assert!(report.is_ok(), "{:#?}", report.failed);
-    assert!(report.not_supported.is_empty(), "{:?}", report.not_supported);
+    assert!(
+        report.not_supported.is_empty(),
+        "{:?}",
+        report.not_supported
+    );
     assert_eq!(report.passed, BEHAVIOURS);
 }
 
@@ -29,8 +36,12 @@ async fn run_all_twice_on_the_same_cloud_still_passes() {
 async fn run_dispatches_every_listed_behaviour_and_rejects_unknown_names() {
     let harness = MemoryHarness::new();
     for name in BEHAVIOURS {
-        let verdict = conformance::run(name, &harness).await.expect("listed behaviour runs");
+        let verdict = conformance::run(name, &harness)
+            .await
+            .expect("listed behaviour runs");
         assert_eq!(verdict, Ok(Checked::Passed), "{name}");
     }
-    assert!(conformance::run("no_such_behaviour", &harness).await.is_none());
+    assert!(conformance::run("no_such_behaviour", &harness)
+        .await
+        .is_none());
 }

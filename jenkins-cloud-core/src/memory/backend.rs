@@ -12,8 +12,8 @@ use super::cloud::{Instance, MemoryCloud, StateSeconds};
 use super::spec::MemorySpec;
 use super::MemoryJenkins;
 use crate::backend::{
-    Backend, BackendError, Capabilities, CloudId, CloudInstance, LaunchBatch, LaunchOutcome, OwnerId,
-    TerminateOutcome,
+    Backend, BackendError, Capabilities, CloudId, CloudInstance, LaunchBatch, LaunchOutcome,
+    OwnerId, TerminateOutcome,
 };
 use crate::error::ErrorClass;
 use crate::template::AgentTemplate;
@@ -196,7 +196,11 @@ impl MemoryBackend {
     }
 
     /// Start latency for one template (a spec `start_latency_ms` still wins).
-    pub fn with_template_start_latency(self, template: impl Into<String>, latency: Latency) -> Self {
+    pub fn with_template_start_latency(
+        self,
+        template: impl Into<String>,
+        latency: Latency,
+    ) -> Self {
         self.with(|c| {
             c.template_start.insert(template.into(), latency);
         })
@@ -220,7 +224,9 @@ impl MemoryBackend {
 
     /// The next `n` agent launches (in request order, over calls) fail with `class`.
     pub fn fail_next_launches(&self, n: usize, class: ErrorClass) {
-        self.config().fail_next.extend(std::iter::repeat_n(class, n));
+        self.config()
+            .fail_next
+            .extend(std::iter::repeat_n(class, n));
     }
 
     /// Agents of instances launched from now on connect to `jenkins` (sets the
@@ -232,7 +238,12 @@ impl MemoryBackend {
     /// Makes one of this owner's pending or running instances fail now with
     /// `reason`, like a spot interruption. Returns whether it did.
     pub fn interrupt(&self, id: &CloudId, reason: &str) -> bool {
-        let owned = self.cloud.lock().instances.get(id).is_some_and(|i| i.owner == self.owner);
+        let owned = self
+            .cloud
+            .lock()
+            .instances
+            .get(id)
+            .is_some_and(|i| i.owner == self.owner);
         owned && self.cloud.interrupt(id, reason)
     }
 
@@ -257,7 +268,11 @@ impl MemoryBackend {
     /// to settle.
     pub fn max_settle_time(&self) -> Duration {
         let c = self.config();
-        let start = c.template_start.values().map(Latency::max).fold(c.start_latency.max(), Duration::max);
+        let start = c
+            .template_start
+            .values()
+            .map(Latency::max)
+            .fold(c.start_latency.max(), Duration::max);
         start + c.stop_latency + c.connect_latency
     }
 
@@ -271,7 +286,9 @@ impl MemoryBackend {
     ) -> Result<CloudId, BackendError> {
         let agent = &batch.agents[index];
         if agent.agent_name.is_empty() {
-            return Err(BackendError::permanent(format!("agents[{index}].agent_name: must not be empty")));
+            return Err(BackendError::permanent(format!(
+                "agents[{index}].agent_name: must not be empty"
+            )));
         }
         let token = &agent.client_token;
         if token.is_empty() || token.len() > 64 || !token.chars().all(|c| c.is_ascii_graphic()) {
@@ -295,18 +312,27 @@ impl MemoryBackend {
         }
         if let Some((rate, class)) = cfg.failure_rate {
             if cfg.rng.f64() < rate {
-                return Err(BackendError::of_class(class, "injected random launch failure"));
+                return Err(BackendError::of_class(
+                    class,
+                    "injected random launch failure",
+                ));
             }
         }
         if let Some(limit) = cloud.capacity_limit {
             if cloud.active_count() >= limit {
-                return Err(BackendError::capacity(format!("the memory cloud is full ({limit} instances)")));
+                return Err(BackendError::capacity(format!(
+                    "the memory cloud is full ({limit} instances)"
+                )));
             }
         }
         let start = match spec.start_latency {
             Some(d) => d,
             None => {
-                let latency = cfg.template_start.get(&batch.template.name).copied().unwrap_or(cfg.start_latency);
+                let latency = cfg
+                    .template_start
+                    .get(&batch.template.name)
+                    .copied()
+                    .unwrap_or(cfg.start_latency);
                 latency.sample(&mut cfg.rng)
             }
         };
@@ -334,9 +360,10 @@ impl MemoryBackend {
                 session,
             },
         );
-        cloud
-            .tokens
-            .insert((self.owner.clone(), token.clone()), (id.clone(), agent.agent_name.clone()));
+        cloud.tokens.insert(
+            (self.owner.clone(), token.clone()),
+            (id.clone(), agent.agent_name.clone()),
+        );
         cfg.stats.launched += 1;
         Ok(id)
     }
@@ -367,7 +394,11 @@ impl Backend for MemoryBackend {
         cfg.stats.launch_calls += 1;
         let outcomes: Vec<LaunchOutcome> = match MemorySpec::parse(&batch.template.spec) {
             Err(problems) => {
-                let message = format!("invalid template `{}`: {}", batch.template.name, problems.join("; "));
+                let message = format!(
+                    "invalid template `{}`: {}",
+                    batch.template.name,
+                    problems.join("; ")
+                );
                 batch
                     .agents
                     .iter()
@@ -416,9 +447,9 @@ impl Backend for MemoryBackend {
         ids.iter()
             .map(|id| {
                 let result = match cloud.instances.get(id) {
-                    _ if !id.0.starts_with(ID_PREFIX) => {
-                        Err(BackendError::permanent(format!("`{id}` is not a memory-cloud id")))
-                    }
+                    _ if !id.0.starts_with(ID_PREFIX) => Err(BackendError::permanent(format!(
+                        "`{id}` is not a memory-cloud id"
+                    ))),
                     // Unknown: never existed or forgotten after retention; gone either way.
                     None => Ok(()),
                     Some(i) if i.owner != self.owner => Err(BackendError::permanent(format!(
@@ -432,7 +463,10 @@ impl Backend for MemoryBackend {
                         Ok(())
                     }
                 };
-                TerminateOutcome { id: id.clone(), result }
+                TerminateOutcome {
+                    id: id.clone(),
+                    result,
+                }
             })
             .collect()
     }

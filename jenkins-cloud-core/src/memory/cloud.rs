@@ -169,7 +169,9 @@ impl CloudInner {
 
     /// Stops an instance now (idempotent); disconnects its agent.
     pub(super) fn stop(&mut self, id: &CloudId, reason: &str, now: Instant) {
-        let Some(inst) = self.instances.get_mut(id) else { return };
+        let Some(inst) = self.instances.get_mut(id) else {
+            return;
+        };
         if !inst.is_active() {
             return;
         }
@@ -273,7 +275,9 @@ impl MemoryCloud {
     pub fn interrupt(&self, id: &CloudId, reason: &str) -> bool {
         let now = Instant::now();
         let mut inner = self.lock_at(now);
-        let Some(inst) = inner.instances.get_mut(id) else { return false };
+        let Some(inst) = inner.instances.get_mut(id) else {
+            return false;
+        };
         if !inst.is_active() {
             return false;
         }

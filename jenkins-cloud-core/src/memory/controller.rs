@@ -53,7 +53,9 @@ pub struct BuildRecord {
 impl BuildRecord {
     /// Time spent in the queue (until now if it has not started).
     pub fn wait(&self, now: Instant) -> Duration {
-        self.started_at.unwrap_or(now).saturating_duration_since(self.submitted_at)
+        self.started_at
+            .unwrap_or(now)
+            .saturating_duration_since(self.submitted_at)
     }
 }
 
@@ -189,12 +191,15 @@ impl Controller {
     /// Milliseconds since the Unix epoch of a tokio instant.
     pub(super) fn wall_ms(&self, at: Instant) -> u64 {
         let wall = self.epoch + at.saturating_duration_since(self.base);
-        wall.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+        wall.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
     }
 
     /// HMAC-SHA256 of the node name under the controller key, in hex.
     pub(super) fn secret_for(&self, name: &str) -> Secret {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
         mac.update(name.as_bytes());
         Secret::new(hex::encode(mac.finalize().into_bytes()))
     }
@@ -231,7 +236,9 @@ impl Controller {
         }
         for (&sid, s) in &self.sessions {
             match s.disconnect_at {
-                Some(at) if s.connected || at <= s.connect_at => offer((at, 1, sid), Event::End(sid)),
+                Some(at) if s.connected || at <= s.connect_at => {
+                    offer((at, 1, sid), Event::End(sid))
+                }
                 _ if !s.connected => offer((s.connect_at, 2, sid), Event::Connect(sid)),
                 _ => {}
             }
@@ -240,18 +247,27 @@ impl Controller {
     }
 
     fn finish(&mut self, id: u64, at: Instant) {
-        let Some(item) = self.items.get_mut(&id) else { return };
+        let Some(item) = self.items.get_mut(&id) else {
+            return;
+        };
         self.finishing.remove(&(at, id));
         item.record.outcome = BuildOutcome::Succeeded;
         item.record.finished_at = Some(at);
-        if let Some(node) = item.record.node.as_ref().and_then(|n| self.nodes.get_mut(n)) {
+        if let Some(node) = item
+            .record
+            .node
+            .as_ref()
+            .and_then(|n| self.nodes.get_mut(n))
+        {
             node.running.remove(&id);
         }
         self.stats.builds_succeeded += 1;
     }
 
     fn connect(&mut self, sid: u64, at: Instant) {
-        let Some(session) = self.sessions.get(&sid) else { return };
+        let Some(session) = self.sessions.get(&sid) else {
+            return;
+        };
         let name = session.node.clone();
         let expected = self.secret_for(&name);
         let refusal = match self.nodes.get(&name) {
@@ -264,7 +280,11 @@ impl Controller {
             Some(reason) => {
                 self.sessions.remove(&sid);
                 self.stats.refused += 1;
-                self.refused.push(RefusedConnection { node: name, reason: reason.to_owned(), at });
+                self.refused.push(RefusedConnection {
+                    node: name,
+                    reason: reason.to_owned(),
+                    at,
+                });
             }
             None => {
                 if let Some(s) = self.sessions.get_mut(&sid) {
@@ -279,7 +299,9 @@ impl Controller {
     }
 
     fn end_session(&mut self, sid: u64, at: Instant) {
-        let Some(session) = self.sessions.remove(&sid) else { return };
+        let Some(session) = self.sessions.remove(&sid) else {
+            return;
+        };
         if !session.connected {
             return;
         }
@@ -288,7 +310,11 @@ impl Controller {
                 node.session = None;
                 let running = std::mem::take(&mut node.running);
                 for id in running {
-                    self.abort(id, at, format!("agent `{}` went offline during the build", session.node));
+                    self.abort(
+                        id,
+                        at,
+                        format!("agent `{}` went offline during the build", session.node),
+                    );
                 }
             }
         }
@@ -297,7 +323,9 @@ impl Controller {
     /// Aborts a running build (the caller removed it from its node) and
     /// re-queues it when the submission asked for a retry.
     pub(super) fn abort(&mut self, id: u64, at: Instant, reason: String) {
-        let Some(item) = self.items.get_mut(&id) else { return };
+        let Some(item) = self.items.get_mut(&id) else {
+            return;
+        };
         if let Some(started) = item.record.started_at {
             self.finishing.remove(&(started + item.duration, id));
         }
@@ -305,7 +333,11 @@ impl Controller {
         item.record.finished_at = Some(at);
         self.stats.builds_aborted += 1;
         if item.retry_on_agent_loss {
-            let (task, label, duration) = (item.record.task.clone(), item.record.label.clone(), item.duration);
+            let (task, label, duration) = (
+                item.record.task.clone(),
+                item.record.label.clone(),
+                item.duration,
+            );
             self.stats.requeued += 1;
             self.enqueue(task, label, duration, true, Some(id), at);
         }
@@ -335,7 +367,14 @@ impl Controller {
             outcome: BuildOutcome::Queued,
             retry_of,
         };
-        self.items.insert(id, Item { record, duration, retry_on_agent_loss });
+        self.items.insert(
+            id,
+            Item {
+                record,
+                duration,
+                retry_on_agent_loss,
+            },
+        );
         self.queue.insert(id);
         id
     }
@@ -348,15 +387,27 @@ impl Controller {
         }
         let queued: Vec<u64> = self.queue.iter().copied().collect();
         for id in queued {
-            let Some(item) = self.items.get(&id) else { continue };
-            let label = item.record.label.as_ref();
-            let Some(name) = self.nodes.iter().find(|(_, n)| n.accepts(label)).map(|(k, _)| k.clone()) else {
+            let Some(item) = self.items.get(&id) else {
                 continue;
             };
-            let number = self.build_numbers.entry(item.record.task.clone()).or_insert(0);
+            let label = item.record.label.as_ref();
+            let Some(name) = self
+                .nodes
+                .iter()
+                .find(|(_, n)| n.accepts(label))
+                .map(|(k, _)| k.clone())
+            else {
+                continue;
+            };
+            let number = self
+                .build_numbers
+                .entry(item.record.task.clone())
+                .or_insert(0);
             *number += 1;
             let url = format!("job/{}/{}/", item.record.task, number);
-            let Some(item) = self.items.get_mut(&id) else { continue };
+            let Some(item) = self.items.get_mut(&id) else {
+                continue;
+            };
             item.record.started_at = Some(at);
             item.record.node = Some(name.clone());
             item.record.url = Some(url);
@@ -373,7 +424,12 @@ impl Controller {
         }
     }
 
-    pub(super) fn start_session(&mut self, node: &str, secret: &Secret, connect_at: Instant) -> u64 {
+    pub(super) fn start_session(
+        &mut self,
+        node: &str,
+        secret: &Secret,
+        connect_at: Instant,
+    ) -> u64 {
         let sid = self.next_session;
         self.next_session += 1;
         self.sessions.insert(

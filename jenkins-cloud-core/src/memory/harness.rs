@@ -38,8 +38,14 @@ impl MemoryHarness {
     }
 
     /// A harness whose backends are passed through `configure` when created.
-    pub fn with_config(configure: impl Fn(MemoryBackend) -> MemoryBackend + Send + Sync + 'static) -> Self {
-        Self { cloud: MemoryCloud::new(), backends: Mutex::new(BTreeMap::new()), configure: Box::new(configure) }
+    pub fn with_config(
+        configure: impl Fn(MemoryBackend) -> MemoryBackend + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            cloud: MemoryCloud::new(),
+            backends: Mutex::new(BTreeMap::new()),
+            configure: Box::new(configure),
+        }
     }
 
     /// The cloud all backends share.
@@ -52,7 +58,9 @@ impl MemoryHarness {
         let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
         backends
             .entry(owner.clone())
-            .or_insert_with(|| (self.configure)(MemoryBackend::on_cloud(self.cloud.clone(), owner.clone())))
+            .or_insert_with(|| {
+                (self.configure)(MemoryBackend::on_cloud(self.cloud.clone(), owner.clone()))
+            })
             .clone()
     }
 }
@@ -82,15 +90,22 @@ impl ConformanceHarness for MemoryHarness {
     async fn settle(&self) {
         let longest = {
             let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
-            backends.values().map(MemoryBackend::max_settle_time).max().unwrap_or_default()
+            backends
+                .values()
+                .map(MemoryBackend::max_settle_time)
+                .max()
+                .unwrap_or_default()
         };
         // The template's own start latency (20 s) is below every default.
-        tokio::time::sleep(longest.max(std::time::Duration::from_secs(20)) + std::time::Duration::from_secs(1))
-            .await;
+        tokio::time::sleep(
+            longest.max(std::time::Duration::from_secs(20)) + std::time::Duration::from_secs(1),
+        )
+        .await;
     }
 
     async fn inject_launch_failures(&self, owner: &OwnerId, count: usize) -> bool {
-        self.backend_of(owner).fail_next_launches(count, ErrorClass::Transient);
+        self.backend_of(owner)
+            .fail_next_launches(count, ErrorClass::Transient);
         true
     }
 }

@@ -11,7 +11,9 @@ use super::cloud::DEFAULT_EPOCH_SECS;
 use super::controller::{BuildRecord, Controller, JenkinsStats, Node, RefusedConnection};
 use crate::backend::OwnerId;
 use crate::jenkins::agent_name::check_good_name;
-use crate::jenkins::{Demand, JenkinsApi, JenkinsError, JenkinsNode, NodeMarker, NodeSpec, QueueItem, Requirement};
+use crate::jenkins::{
+    Demand, JenkinsApi, JenkinsError, JenkinsNode, NodeMarker, NodeSpec, QueueItem, Requirement,
+};
 use crate::label::{LabelExpr, LabelSet};
 use crate::secret::Secret;
 use crate::template::NodeMode;
@@ -33,7 +35,12 @@ pub struct Submission {
 impl Submission {
     /// A submission without retry.
     pub fn new(task: impl Into<String>, label: Option<LabelExpr>, duration: Duration) -> Self {
-        Self { task: task.into(), label, duration, retry_on_agent_loss: false }
+        Self {
+            task: task.into(),
+            label,
+            duration,
+            retry_on_agent_loss: false,
+        }
     }
 
     /// Sets [`Submission::retry_on_agent_loss`].
@@ -85,14 +92,20 @@ impl fmt::Debug for MemoryJenkins {
 impl MemoryJenkins {
     /// A controller seen by `owner`, with the default epoch and key.
     pub fn new(owner: OwnerId) -> Self {
-        Self::with_epoch(owner, SystemTime::UNIX_EPOCH + Duration::from_secs(DEFAULT_EPOCH_SECS))
+        Self::with_epoch(
+            owner,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(DEFAULT_EPOCH_SECS),
+        )
     }
 
     /// A controller whose tokio "now" is `epoch` (for `inQueueSince` and markers).
     pub fn with_epoch(owner: OwnerId, epoch: SystemTime) -> Self {
         Self {
             owner,
-            shared: Arc::new(Mutex::new(Controller::new(epoch, b"memory-jenkins-key".to_vec()))),
+            shared: Arc::new(Mutex::new(Controller::new(
+                epoch,
+                b"memory-jenkins-key".to_vec(),
+            ))),
         }
     }
 
@@ -104,7 +117,10 @@ impl MemoryJenkins {
 
     /// The same controller, seen by another owner.
     pub fn view_as(&self, owner: OwnerId) -> MemoryJenkins {
-        Self { owner, shared: Arc::clone(&self.shared) }
+        Self {
+            owner,
+            shared: Arc::clone(&self.shared),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Controller> {
@@ -120,14 +136,26 @@ impl MemoryJenkins {
     }
 
     /// Queues a build; returns its queue item id.
-    pub fn submit(&self, task: impl Into<String>, label: Option<LabelExpr>, duration: Duration) -> u64 {
+    pub fn submit(
+        &self,
+        task: impl Into<String>,
+        label: Option<LabelExpr>,
+        duration: Duration,
+    ) -> u64 {
         self.submit_with(Submission::new(task, label, duration))
     }
 
     /// Queues a build described by `s`; returns its queue item id.
     pub fn submit_with(&self, s: Submission) -> u64 {
         let (mut c, now) = self.now();
-        let id = c.enqueue(s.task, s.label, s.duration, s.retry_on_agent_loss, None, now);
+        let id = c.enqueue(
+            s.task,
+            s.label,
+            s.duration,
+            s.retry_on_agent_loss,
+            None,
+            now,
+        );
         c.assign(now);
         id
     }
@@ -135,7 +163,16 @@ impl MemoryJenkins {
     /// Adds a node that is not ours (no marker): a static agent, online at once.
     pub fn add_static_node(&self, name: &str, labels: &str, executors: u32, mode: NodeMode) {
         let (mut c, now) = self.now();
-        c.nodes.insert(name.to_owned(), node(name, &LabelSet::parse(labels), executors, mode, "a static agent".into()));
+        c.nodes.insert(
+            name.to_owned(),
+            node(
+                name,
+                &LabelSet::parse(labels),
+                executors,
+                mode,
+                "a static agent".into(),
+            ),
+        );
         if let Some(n) = c.nodes.get_mut(name) {
             n.is_static = true;
         }
@@ -213,18 +250,36 @@ impl MemoryJenkins {
         c.nodes.keys().cloned().collect()
     }
 
-    fn check_owned<'a>(&self, c: &'a mut Controller, name: &str) -> Result<Option<&'a mut Node>, JenkinsError> {
+    fn check_owned<'a>(
+        &self,
+        c: &'a mut Controller,
+        name: &str,
+    ) -> Result<Option<&'a mut Node>, JenkinsError> {
         match c.nodes.get_mut(name) {
             None => Ok(None),
-            Some(n) if NodeMarker::parse(&n.description).is_some_and(|m| m.owner == self.owner) => Ok(Some(n)),
-            Some(_) => Err(JenkinsError::NotOwned { name: name.to_owned() }),
+            Some(n) if NodeMarker::parse(&n.description).is_some_and(|m| m.owner == self.owner) => {
+                Ok(Some(n))
+            }
+            Some(_) => Err(JenkinsError::NotOwned {
+                name: name.to_owned(),
+            }),
         }
     }
 }
 
-fn node(name: &str, labels: &LabelSet, executors: u32, mode: NodeMode, description: String) -> Node {
+fn node(
+    name: &str,
+    labels: &LabelSet,
+    executors: u32,
+    mode: NodeMode,
+    description: String,
+) -> Node {
     Node {
-        labels: labels.iter().map(str::to_owned).chain([name.to_owned()]).collect(),
+        labels: labels
+            .iter()
+            .map(str::to_owned)
+            .chain([name.to_owned()])
+            .collect(),
         executors,
         mode,
         description,
@@ -256,7 +311,10 @@ impl JenkinsApi for MemoryJenkins {
                 in_queue_since_ms: c.wall_ms(i.record.submitted_at),
             })
             .collect();
-        Ok(Demand { items, unattributed: Vec::new() })
+        Ok(Demand {
+            items,
+            unattributed: Vec::new(),
+        })
     }
 
     async fn nodes(&self) -> Result<Vec<JenkinsNode>, JenkinsError> {
@@ -288,12 +346,22 @@ impl JenkinsApi for MemoryJenkins {
         c.stats.create_calls += 1;
         check_good_name(&spec.name).map_err(|message| JenkinsError::BadRequest { message })?;
         if spec.executors == 0 {
-            return Err(JenkinsError::BadRequest { message: "numExecutors must be at least 1".into() });
+            return Err(JenkinsError::BadRequest {
+                message: "numExecutors must be at least 1".into(),
+            });
         }
         if c.nodes.contains_key(&spec.name) {
-            return Err(JenkinsError::Conflict { message: format!("Agent called ‘{}’ already exists", spec.name) });
+            return Err(JenkinsError::Conflict {
+                message: format!("Agent called ‘{}’ already exists", spec.name),
+            });
         }
-        let n = node(&spec.name, &spec.labels, spec.executors, spec.mode, spec.marker.to_description());
+        let n = node(
+            &spec.name,
+            &spec.labels,
+            spec.executors,
+            spec.mode,
+            spec.marker.to_description(),
+        );
         c.nodes.insert(spec.name.clone(), n);
         c.assign(now);
         Ok(())
@@ -303,7 +371,9 @@ impl JenkinsApi for MemoryJenkins {
         let (mut c, _) = self.now();
         c.stats.secret_calls += 1;
         if !c.nodes.contains_key(name) {
-            return Err(JenkinsError::NotFound { what: format!("node `{name}`") });
+            return Err(JenkinsError::NotFound {
+                what: format!("node `{name}`"),
+            });
         }
         Ok(c.secret_for(name))
     }
@@ -312,7 +382,9 @@ impl JenkinsApi for MemoryJenkins {
         let (mut c, _) = self.now();
         c.stats.drain_calls += 1;
         match self.check_owned(&mut c, name)? {
-            None => Err(JenkinsError::NotFound { what: format!("node `{name}`") }),
+            None => Err(JenkinsError::NotFound {
+                what: format!("node `{name}`"),
+            }),
             Some(n) => {
                 n.temporarily_offline = true;
                 Ok(())
@@ -329,7 +401,11 @@ impl JenkinsApi for MemoryJenkins {
         if let Some(n) = c.nodes.remove(name) {
             c.forget_session_of(&n);
             for id in n.running {
-                c.abort(id, now, format!("agent `{name}` was deleted during the build"));
+                c.abort(
+                    id,
+                    now,
+                    format!("agent `{name}` was deleted during the build"),
+                );
             }
         }
         c.assign(now);

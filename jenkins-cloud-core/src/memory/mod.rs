@@ -35,8 +35,8 @@ mod jenkins;
 mod spec;
 
 pub use backend::{
-    BackendStats, Latency, MemoryBackend, DEFAULT_CONNECT_LATENCY, DEFAULT_START_LATENCY, DEFAULT_STOP_LATENCY,
-    ID_PREFIX,
+    BackendStats, Latency, MemoryBackend, DEFAULT_CONNECT_LATENCY, DEFAULT_START_LATENCY,
+    DEFAULT_STOP_LATENCY, ID_PREFIX,
 };
 pub use cloud::{InstanceRecord, MemoryCloud, StateSeconds, DEFAULT_EPOCH_SECS, DEFAULT_RETENTION};
 pub use controller::{BuildOutcome, BuildRecord, JenkinsStats, RefusedConnection};

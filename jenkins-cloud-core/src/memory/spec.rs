@@ -20,7 +20,12 @@ impl MemorySpec {
         let map = match spec {
             serde_json::Value::Null => return Ok(Self::default()),
             serde_json::Value::Object(map) => map,
-            other => return Err(vec![format!("spec: expected an object, found {}", kind(other))]),
+            other => {
+                return Err(vec![format!(
+                    "spec: expected an object, found {}",
+                    kind(other)
+                )])
+            }
         };
         let mut problems = Vec::new();
         let mut out = Self::default();
@@ -28,7 +33,10 @@ impl MemorySpec {
         entries.sort_by_key(|(k, _)| k.as_str());
         for (key, value) in entries {
             if !KEYS.contains(&key.as_str()) {
-                problems.push(format!("spec.{key}: unknown key (expected one of {})", KEYS.join(", ")));
+                problems.push(format!(
+                    "spec.{key}: unknown key (expected one of {})",
+                    KEYS.join(", ")
+                ));
                 continue;
             }
             let Some(ms) = value.as_u64() else {
@@ -71,8 +79,12 @@ mod tests {
 
     #[test]
     fn accepts_known_keys_and_null() {
-        assert_eq!(MemorySpec::parse(&json!(null)).unwrap(), MemorySpec::default());
-        let s = MemorySpec::parse(&json!({"start_latency_ms": 1500, "connect_latency_ms": 0})).unwrap();
+        assert_eq!(
+            MemorySpec::parse(&json!(null)).unwrap(),
+            MemorySpec::default()
+        );
+        let s =
+            MemorySpec::parse(&json!({"start_latency_ms": 1500, "connect_latency_ms": 0})).unwrap();
         assert_eq!(s.start_latency, Some(Duration::from_millis(1500)));
         assert_eq!(s.connect_latency, Some(Duration::ZERO));
         assert_eq!(s.stop_latency, None);
@@ -80,12 +92,19 @@ mod tests {
 
     #[test]
     fn reports_every_problem_by_field() {
-        let errs = MemorySpec::parse(&json!({"cpu": 256, "stop_latency_ms": -1, "start_latency_ms": "5"}))
-            .unwrap_err();
+        let errs =
+            MemorySpec::parse(&json!({"cpu": 256, "stop_latency_ms": -1, "start_latency_ms": "5"}))
+                .unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs[0].starts_with("spec.cpu: unknown key"), "{errs:?}");
-        assert!(errs[1].starts_with("spec.start_latency_ms: expected a non-negative integer"), "{errs:?}");
-        assert!(errs[2].starts_with("spec.stop_latency_ms: expected"), "{errs:?}");
+        assert!(
+            errs[1].starts_with("spec.start_latency_ms: expected a non-negative integer"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[2].starts_with("spec.stop_latency_ms: expected"),
+            "{errs:?}"
+        );
         assert_eq!(
             MemorySpec::parse(&json!([1])).unwrap_err(),
             vec!["spec: expected an object, found an array".to_owned()]
