@@ -156,8 +156,11 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
         let per = view.executors_per_agent;
         let mut wanted = strategy.agents_to_launch(&template.name, &view, input.now);
         let warm = template.retention.min_idle_at(input.wall_secs);
-        let warm_need = (view.queued + warm * per).saturating_sub(view.prospective_executors());
-        wanted = wanted.max(warm_need.div_ceil(per));
+        // Warm agents come on top of the demand; without any, the strategy alone decides.
+        if warm > 0 {
+            let warm_need = (view.queued + warm * per).saturating_sub(view.prospective_executors());
+            wanted = wanted.max(warm_need.div_ceil(per));
+        }
         if !items.is_empty() {
             out.demand.push(TemplateDemand {
                 template: template.name.clone(),

@@ -348,3 +348,52 @@ async fn multi_executor_agents_round_up() {
     w.queue(9, Some("linux"));
     assert_eq!(launches(&w.plan()), vec![("big".into(), 3, 9)]);
 }
+
+#[derive(Debug)]
+struct Never;
+
+impl ProvisioningStrategy for Never {
+    fn name(&self) -> &str {
+        "never"
+    }
+    fn agents_to_launch(&mut self, _: &str, _: &PoolView, _: Instant) -> u32 {
+        0
+    }
+}
+
+#[test]
+fn without_warm_agents_the_strategy_alone_decides() {
+    let mut w = World::new(vec![template("t", "linux")]);
+    w.queue(3, Some("linux"));
+    let input = PlanInput {
+        templates: &w.templates,
+        agents: &w.agents,
+        demand: &w.demand,
+        caps: &w.caps,
+        blocked_until: &w.blocked,
+        now: w.now,
+        wall_secs: 1_795_996_800,
+        terminate_retry: Duration::from_secs(60),
+    };
+    let plan = plan(&input, &mut Never);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    let warm = vec![Arc::new({
+        let mut t = template("t", "linux");
+        t.retention.min_idle = 1;
+        t
+    })];
+    let input = PlanInput {
+        templates: &warm,
+        ..input
+    };
+    let plan = super::plan(&input, &mut Never);
+    assert_eq!(
+        plan.actions,
+        vec![Action::Launch {
+            template: "t".into(),
+            count: 4,
+            serves: vec![1, 2, 3]
+        }],
+        "one warm agent on top of the queue"
+    );
+}
