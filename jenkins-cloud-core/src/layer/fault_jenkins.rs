@@ -546,7 +546,10 @@ mod tests {
         };
         let problems = FaultJenkins::new(jenkins(), config, 1).unwrap_err();
         assert_eq!(problems.len(), 4, "{problems:?}");
-        assert!(problems[0].starts_with("reads.html must be"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("reads.html must be"),
+            "{problems:?}"
+        );
         assert!(problems[1].starts_with("reads: throttled"), "{problems:?}");
         assert!(problems[2].starts_with("writes: throttled"), "{problems:?}");
         assert!(problems[3].starts_with("outage must be"), "{problems:?}");
