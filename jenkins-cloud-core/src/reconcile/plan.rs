@@ -407,6 +407,15 @@ fn plan_retirement(
                 terminate_now("drained and idle".into())
             }
             AgentState::Draining => None,
+            // A launch reported as failed (its answer lost, then retries
+            // refused) whose resource runs anyway and already took a build: let
+            // the build finish, take no new one, then terminate.
+            AgentState::Failed(_) if agent.busy_executors > 0 && !agent.cloud_gone() => {
+                (!agent.draining).then(|| Action::Drain {
+                    agent: agent.name.clone(),
+                    reason: "jenkins-cloud: agent failed; finishing its build".into(),
+                })
+            }
             AgentState::Failed(reason) => terminate_now(format!("failed: {reason}")),
             AgentState::Terminating => {
                 let stuck = now.duration_since(agent.state_since) >= input.terminate_retry;

@@ -301,6 +301,35 @@ async fn timeouts_and_failures_terminate() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_agent_running_a_build_is_drained_not_killed() {
+    let mut w = World::new(vec![template("linux", "linux")]);
+    let a = w.agent("f1", "linux", AgentState::Failed("throttled".into()));
+    a.busy_executors = 1;
+    a.ever_connected = true;
+    assert_eq!(
+        w.plan().actions,
+        vec![Action::Drain {
+            agent: "f1".into(),
+            reason: "jenkins-cloud: agent failed; finishing its build".into()
+        }]
+    );
+    w.agents.get_mut("f1").unwrap().draining = true;
+    assert!(w.plan().actions.is_empty(), "drained: wait for the build");
+    w.agents.get_mut("f1").unwrap().busy_executors = 0;
+    assert!(
+        matches!(&w.plan().actions[..], [Action::Terminate { agent, .. }] if agent == "f1"),
+        "build done: terminated"
+    );
+    let f1 = w.agents.get_mut("f1").unwrap();
+    f1.busy_executors = 1;
+    f1.cloud_state = Some(CloudState::Failed("spot".into()));
+    assert!(
+        matches!(&w.plan().actions[..], [Action::DeleteNode { agent, .. }] if agent == "f1"),
+        "its resource is gone: the build is lost anyway"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn blocked_templates_are_held_back() {
     let mut w = World::new(vec![template("linux", "linux")]);
     w.queue(3, Some("linux"));
