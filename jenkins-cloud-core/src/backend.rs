@@ -227,7 +227,8 @@ impl CloudState {
 pub struct CloudInstance {
     /// The cloud's id.
     pub id: CloudId,
-    /// The agent name from the resource's agent tag.
+    /// The agent name from the resource's agent tag; empty for a warm-pool
+    /// member that is stopped and assigned to no agent.
     pub agent_name: String,
     /// The template name from the resource's template tag.
     pub template: String,

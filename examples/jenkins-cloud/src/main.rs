@@ -1,1 +1,180 @@
-fn main() {}
+//! `jenkins-cloud`: elastic Jenkins agents on AWS Fargate and EC2.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use jenkins_cloud_cli::commands::{self, iam, plan, run};
+use jenkins_cloud_cli::config::Config;
+use jenkins_cloud_cli::metrics::{self, Metrics};
+
+#[derive(Parser)]
+#[command(name = "jenkins-cloud", version, about)]
+struct Cli {
+    /// Configuration file.
+    #[arg(short, long, global = true, default_value = "jenkins-cloud.yaml")]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon.
+    Run {
+        /// One reconcile pass, then exit.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Show what a pass would do; change nothing.
+    Plan {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Validate the configuration file.
+    Validate,
+    /// Print the least-privilege IAM policy of the configuration.
+    IamPolicy,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn execute(cli: Cli) -> Result<(), String> {
+    let config = Config::load(&cli.config).map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Validate => {
+            println!(
+                "{}: ok ({} template(s))",
+                config.file,
+                config.templates().count()
+            );
+            Ok(())
+        }
+        Command::IamPolicy => {
+            let policy = iam::policy(&config);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        Command::Plan { format } => {
+            let mut setup = commands::setup(&config).await.map_err(|e| e.to_string())?;
+            let out = plan::plan(&mut setup.reconciler)
+                .await
+                .map_err(|e| e.to_string())?;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+                ),
+                Format::Text => print!("{}", plan::render_text(&out)),
+            }
+            Ok(())
+        }
+        Command::Run { once } => {
+            let mut setup = commands::setup(&config).await.map_err(|e| e.to_string())?;
+            let metrics = Arc::new(Metrics::default());
+            if let Some(addr) = config.metrics_address {
+                let m = Arc::clone(&metrics);
+                tokio::spawn(async move {
+                    if let Err(e) = metrics::serve(addr, m).await {
+                        tracing::error!(%addr, error = %e, "metrics listener failed");
+                    }
+                });
+            }
+            if once {
+                let report = run::once(&mut setup, &metrics)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                );
+                return Ok(());
+            }
+            let jenkins = commands::open_jenkins(&config).map_err(|e| e.to_string())?;
+            run::daemon(
+                &mut setup,
+                metrics,
+                config.on_shutdown,
+                jenkins,
+                shutdown_signal(),
+            )
+            .await;
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested: finishing the current pass");
+}

@@ -42,11 +42,16 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 
 mod fault;
+mod fault_jenkins;
 mod metrics;
 mod rate_limit;
 mod retry;
 
 pub use fault::{FaultBackend, FaultConfig, FaultCounts, FaultKind, OpFaults, ScriptedFault};
+pub use fault_jenkins::{
+    FaultJenkins, JenkinsFaultConfig, JenkinsFaultCounts, JenkinsFaultKind, JenkinsOp,
+    JenkinsOpFaults, ScriptedJenkinsFault,
+};
 pub use metrics::{MetricsBackend, MetricsSnapshot, OpMetrics};
 pub use rate_limit::{BucketConfig, Cost, RateLimitBackend, RateLimits};
 pub use retry::{RetryBackend, RetryPolicy};

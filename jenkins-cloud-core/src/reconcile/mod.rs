@@ -236,7 +236,8 @@ impl Reconciler {
                     backend: backend.kind().to_owned(),
                     error,
                 })?;
-            for instance in listed {
+            // Warm-pool members (stopped, assigned to no agent) are not agents.
+            for instance in listed.into_iter().filter(|i| !i.agent_name.is_empty()) {
                 let newer = match obs.instances.get(&instance.agent_name) {
                     Some(existing) => existing.state.is_gone() && !instance.state.is_gone(),
                     None => true,

@@ -156,8 +156,11 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
         let per = view.executors_per_agent;
         let mut wanted = strategy.agents_to_launch(&template.name, &view, input.now);
         let warm = template.retention.min_idle_at(input.wall_secs);
-        let warm_need = (view.queued + warm * per).saturating_sub(view.prospective_executors());
-        wanted = wanted.max(warm_need.div_ceil(per));
+        // Warm agents come on top of the demand; without any, the strategy alone decides.
+        if warm > 0 {
+            let warm_need = (view.queued + warm * per).saturating_sub(view.prospective_executors());
+            wanted = wanted.max(warm_need.div_ceil(per));
+        }
         if !items.is_empty() {
             out.demand.push(TemplateDemand {
                 template: template.name.clone(),
@@ -404,6 +407,15 @@ fn plan_retirement(
                 terminate_now("drained and idle".into())
             }
             AgentState::Draining => None,
+            // A launch reported as failed (its answer lost, then retries
+            // refused) whose resource runs anyway and already took a build: let
+            // the build finish, take no new one, then terminate.
+            AgentState::Failed(_) if agent.busy_executors > 0 && !agent.cloud_gone() => {
+                (!agent.draining).then(|| Action::Drain {
+                    agent: agent.name.clone(),
+                    reason: "jenkins-cloud: agent failed; finishing its build".into(),
+                })
+            }
             AgentState::Failed(reason) => terminate_now(format!("failed: {reason}")),
             AgentState::Terminating => {
                 let stuck = now.duration_since(agent.state_since) >= input.terminate_retry;

@@ -301,6 +301,35 @@ async fn timeouts_and_failures_terminate() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failed_agent_running_a_build_is_drained_not_killed() {
+    let mut w = World::new(vec![template("linux", "linux")]);
+    let a = w.agent("f1", "linux", AgentState::Failed("throttled".into()));
+    a.busy_executors = 1;
+    a.ever_connected = true;
+    assert_eq!(
+        w.plan().actions,
+        vec![Action::Drain {
+            agent: "f1".into(),
+            reason: "jenkins-cloud: agent failed; finishing its build".into()
+        }]
+    );
+    w.agents.get_mut("f1").unwrap().draining = true;
+    assert!(w.plan().actions.is_empty(), "drained: wait for the build");
+    w.agents.get_mut("f1").unwrap().busy_executors = 0;
+    assert!(
+        matches!(&w.plan().actions[..], [Action::Terminate { agent, .. }] if agent == "f1"),
+        "build done: terminated"
+    );
+    let f1 = w.agents.get_mut("f1").unwrap();
+    f1.busy_executors = 1;
+    f1.cloud_state = Some(CloudState::Failed("spot".into()));
+    assert!(
+        matches!(&w.plan().actions[..], [Action::DeleteNode { agent, .. }] if agent == "f1"),
+        "its resource is gone: the build is lost anyway"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn blocked_templates_are_held_back() {
     let mut w = World::new(vec![template("linux", "linux")]);
     w.queue(3, Some("linux"));
@@ -347,4 +376,53 @@ async fn multi_executor_agents_round_up() {
     let mut w = World::new(vec![t]);
     w.queue(9, Some("linux"));
     assert_eq!(launches(&w.plan()), vec![("big".into(), 3, 9)]);
+}
+
+#[derive(Debug)]
+struct Never;
+
+impl ProvisioningStrategy for Never {
+    fn name(&self) -> &str {
+        "never"
+    }
+    fn agents_to_launch(&mut self, _: &str, _: &PoolView, _: Instant) -> u32 {
+        0
+    }
+}
+
+#[test]
+fn without_warm_agents_the_strategy_alone_decides() {
+    let mut w = World::new(vec![template("t", "linux")]);
+    w.queue(3, Some("linux"));
+    let input = PlanInput {
+        templates: &w.templates,
+        agents: &w.agents,
+        demand: &w.demand,
+        caps: &w.caps,
+        blocked_until: &w.blocked,
+        now: w.now,
+        wall_secs: 1_795_996_800,
+        terminate_retry: Duration::from_secs(60),
+    };
+    let plan = plan(&input, &mut Never);
+    assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+    let warm = vec![Arc::new({
+        let mut t = template("t", "linux");
+        t.retention.min_idle = 1;
+        t
+    })];
+    let input = PlanInput {
+        templates: &warm,
+        ..input
+    };
+    let plan = super::plan(&input, &mut Never);
+    assert_eq!(
+        plan.actions,
+        vec![Action::Launch {
+            template: "t".into(),
+            count: 4,
+            serves: vec![1, 2, 3]
+        }],
+        "one warm agent on top of the queue"
+    );
 }

@@ -33,8 +33,8 @@ pub trait DemandSource: Send + Sync + fmt::Debug {
 /// per buildable, non-pending item, `JCLOUD-ERROR {json}` for an item it could
 /// not read, and `JCLOUD-END` last (a missing end line means the script failed).
 pub const SCRIPT_CONSOLE_DEMAND: &str = r#"import groovy.json.JsonOutput
-def jenkins = jenkins.model.Jenkins.get()
-for (def item : jenkins.queue.items) {
+def controller = jenkins.model.Jenkins.get()
+for (def item : controller.queue.items) {
   try {
     if (!(item instanceof hudson.model.Queue.BuildableItem) || item.isPending()) continue
     def label = item.assignedLabel
