@@ -39,11 +39,21 @@ async fn admin_user_gets_script_console_mode_and_version() {
     let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
     let config = jenkins_only(fake.url(), "admin", "JC_CHECK_ADMIN", "");
     let found = check_jenkins(&config).await;
-    assert_eq!(levels(&found, "jenkins: reachable"), [Level::Ok], "{found:#?}");
-    let version = found.iter().find(|f| f.subject == "jenkins: version").unwrap();
+    assert_eq!(
+        levels(&found, "jenkins: reachable"),
+        [Level::Ok],
+        "{found:#?}"
+    );
+    let version = found
+        .iter()
+        .find(|f| f.subject == "jenkins: version")
+        .unwrap();
     assert_eq!(version.level, Level::Ok);
     assert!(version.message.contains("2.541.1"), "{version:?}");
-    let mode = found.iter().find(|f| f.subject == "jenkins: demand mode").unwrap();
+    let mode = found
+        .iter()
+        .find(|f| f.subject == "jenkins: demand mode")
+        .unwrap();
     assert_eq!(mode.level, Level::Ok);
     assert!(mode.message.starts_with("script console"), "{mode:?}");
     assert!(found.iter().all(|f| f.level != Level::Fail), "{found:#?}");
@@ -59,7 +69,11 @@ async fn wrong_token_fails_with_check_user_token() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].level, Level::Fail);
     assert!(found[0].message.contains("401"), "{found:?}");
-    assert!(found[0].fix.as_deref().unwrap().contains("check user/token"));
+    assert!(found[0]
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("check user/token"));
     let text = format!("{found:?}");
     assert!(!text.contains("99ff99ff"), "the token leaked: {text}");
 }
@@ -70,7 +84,12 @@ async fn unreachable_jenkins_fails() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let config = jenkins_only(&format!("http://127.0.0.1:{port}/"), "admin", "JC_CHECK_ADMIN2", "");
+    let config = jenkins_only(
+        &format!("http://127.0.0.1:{port}/"),
+        "admin",
+        "JC_CHECK_ADMIN2",
+        "",
+    );
     let found = check_jenkins(&config).await;
     assert_eq!(found[0].subject, "jenkins: reachable");
     assert_eq!(found[0].level, Level::Fail);
@@ -83,7 +102,10 @@ async fn non_admin_user_falls_back_to_why_parsing_and_reports_placeholders() {
     fake.add_user(FakeUser::agent_manager("bot", AGENTS_TOKEN));
     let config = jenkins_only(fake.url(), "bot", "JC_CHECK_AGENTS", "");
     let found = check_jenkins(&config).await;
-    let mode = found.iter().find(|f| f.subject == "jenkins: demand mode").unwrap();
+    let mode = found
+        .iter()
+        .find(|f| f.subject == "jenkins: demand mode")
+        .unwrap();
     assert_eq!(mode.level, Level::Warn, "{mode:?}");
     assert!(mode.message.starts_with("why-parsing"), "{mode:?}");
     let placeholder = found
@@ -92,7 +114,10 @@ async fn non_admin_user_falls_back_to_why_parsing_and_reports_placeholders() {
         .unwrap_or_else(|| panic!("{found:#?}"));
     assert_eq!(placeholder.level, Level::Warn);
     assert!(placeholder.message.starts_with("missing"));
-    assert!(fake.nodes().is_empty(), "check must not create placeholders");
+    assert!(
+        fake.nodes().is_empty(),
+        "check must not create placeholders"
+    );
 
     // The same user with `demand_mode: script_console` is a FAIL.
     let config = jenkins_only(
@@ -102,7 +127,10 @@ async fn non_admin_user_falls_back_to_why_parsing_and_reports_placeholders() {
         ", demand_mode: script_console",
     );
     let found = check_jenkins(&config).await;
-    let mode = found.iter().find(|f| f.subject == "jenkins: demand mode").unwrap();
+    let mode = found
+        .iter()
+        .find(|f| f.subject == "jenkins: demand mode")
+        .unwrap();
     assert_eq!(mode.level, Level::Fail, "{mode:?}");
 }
 
@@ -128,7 +156,13 @@ async fn aws_fixture() -> Aws {
         templates: Vec::new(),
     };
     let clients = aws::clients(&cloud, &hooks).await;
-    clients.ecs.create_cluster().cluster_name("ci").send().await.unwrap();
+    clients
+        .ecs
+        .create_cluster()
+        .cluster_name("ci")
+        .send()
+        .await
+        .unwrap();
     let subnets = clients.ec2.describe_subnets().send().await.unwrap();
     let subnet = subnets.subnets()[0].subnet_id().unwrap().to_owned();
     let vpc = subnets.subnets()[0].vpc_id().unwrap().to_owned();
@@ -144,7 +178,13 @@ async fn aws_fixture() -> Aws {
         .group_id()
         .unwrap()
         .to_owned();
-    let images = clients.ec2.describe_images().owners("amazon").send().await.unwrap();
+    let images = clients
+        .ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap();
     let ami = images.images()[0].image_id().unwrap().to_owned();
     Aws {
         hooks,
@@ -213,11 +253,23 @@ clouds:
     };
     assert_eq!(level("clouds[0] fg: cluster ci"), Level::Ok);
     assert_eq!(level("clouds[0] fg: cluster gone"), Level::Fail);
-    assert_eq!(level(&format!("clouds[0] fg: subnet {}", a.subnet)), Level::Ok);
-    assert_eq!(level("clouds[0] fg: subnet subnet-0000000000000dead"), Level::Fail);
-    assert_eq!(level(&format!("clouds[0] fg: security group {}", a.sg)), Level::Ok);
+    assert_eq!(
+        level(&format!("clouds[0] fg: subnet {}", a.subnet)),
+        Level::Ok
+    );
+    assert_eq!(
+        level("clouds[0] fg: subnet subnet-0000000000000dead"),
+        Level::Fail
+    );
+    assert_eq!(
+        level(&format!("clouds[0] fg: security group {}", a.sg)),
+        Level::Ok
+    );
     assert_eq!(level("clouds[0] fg: templates[0] linux: image"), Level::Ok);
-    assert_eq!(level("clouds[0] fg: templates[1] untagged: image"), Level::Warn);
+    assert_eq!(
+        level("clouds[0] fg: templates[1] untagged: image"),
+        Level::Warn
+    );
     let role = f
         .iter()
         .find(|x| x.subject.starts_with("clouds[0] fg: role "))
@@ -226,8 +278,14 @@ clouds:
     assert!(role.message.contains("not checked: needs iam:GetRole"));
     assert_eq!(level("clouds[1] vm: templates[0] vm-good: ami"), Level::Ok);
     assert_eq!(level("clouds[1] vm: templates[1] vm-bad: ami"), Level::Fail);
-    assert_eq!(level("clouds[1] vm: templates[2] vm-filter: ami"), Level::Fail);
-    assert_eq!(level("clouds[1] vm: security group sg-0000000000000dead"), Level::Fail);
+    assert_eq!(
+        level("clouds[1] vm: templates[2] vm-filter: ami"),
+        Level::Fail
+    );
+    assert_eq!(
+        level("clouds[1] vm: security group sg-0000000000000dead"),
+        Level::Fail
+    );
     assert!(report.has_failures());
     assert!(report.render_text().contains("failure(s)"));
 }
@@ -279,7 +337,10 @@ clouds:
     let types = err
         .problems
         .iter()
-        .find(|p| p.field.starts_with("clouds[0].templates[0].spec.instance_types"))
+        .find(|p| {
+            p.field
+                .starts_with("clouds[0].templates[0].spec.instance_types")
+        })
         .unwrap_or_else(|| panic!("{err}"));
     assert_eq!(types.line, Some(11), "{err}");
 }
@@ -312,7 +373,9 @@ clouds:
     );
     let config = Config::parse(&text, "ec2run.yaml").unwrap_or_else(|e| panic!("{e}"));
     let item = fake.queue_freestyle("build-vm", "vm");
-    let backend = commands::open_backend_with(&config, 0, &a.hooks).await.unwrap();
+    let backend = commands::open_backend_with(&config, 0, &a.hooks)
+        .await
+        .unwrap();
     let jenkins = commands::open_jenkins(&config).unwrap();
     let mut setup = commands::setup_with(&config, jenkins, vec![backend.clone()]);
     let planned = plan::plan(&mut setup.reconciler).await.unwrap();

@@ -34,7 +34,11 @@ fn ecs_plugin_cloud_converts_to_a_fargate_cloud() {
         cloud.clusters,
         ["arn:aws:ecs:eu-west-1:123456789012:cluster/ci-agents"]
     );
-    let base = cloud.templates.iter().find(|t| t.name == "base-agent").unwrap();
+    let base = cloud
+        .templates
+        .iter()
+        .find(|t| t.name == "base-agent")
+        .unwrap();
     assert!(base.labels.contains("linux") && base.labels.contains("java"));
     assert_eq!(base.remote_fs, "/home/jenkins");
     assert_eq!(base.spec["cpu"], 1024);
@@ -63,22 +67,48 @@ fn ecs_plugin_cloud_converts_to_a_fargate_cloud() {
     let big = cloud.templates.iter().find(|t| t.name == "big").unwrap();
     assert_eq!(big.spec["cpu"], 4096);
     assert_eq!(big.spec["subnets"], base.spec["subnets"]);
-    assert_eq!(big.spec["capacity_providers"][0]["provider"], "FARGATE_SPOT");
+    assert_eq!(
+        big.spec["capacity_providers"][0]["provider"],
+        "FARGATE_SPOT"
+    );
     assert!(big.labels.contains("large"));
 
     let n = &out.notes;
-    assert!(has_note(n, "jenkins.clouds[0].ecs.credentialsId", "not carried"), "{n:#?}");
-    assert!(has_note(n, "jenkins.clouds[0].ecs.templates[0].memoryReservation", "not carried"));
-    assert!(has_note(n, "jenkins.clouds[0].ecs.templates[0].uniqueRemoteFSRoot", "not carried"));
-    assert!(has_note(n, "jenkins.clouds[0].ecs.templates[0].templateName", "renamed `base-agent`"));
-    assert!(has_note(n, "jenkins.clouds[0].ecs.templates[1].portMappings", "not carried"));
+    assert!(
+        has_note(n, "jenkins.clouds[0].ecs.credentialsId", "not carried"),
+        "{n:#?}"
+    );
+    assert!(has_note(
+        n,
+        "jenkins.clouds[0].ecs.templates[0].memoryReservation",
+        "not carried"
+    ));
+    assert!(has_note(
+        n,
+        "jenkins.clouds[0].ecs.templates[0].uniqueRemoteFSRoot",
+        "not carried"
+    ));
+    assert!(has_note(
+        n,
+        "jenkins.clouds[0].ecs.templates[0].templateName",
+        "renamed `base-agent`"
+    ));
+    assert!(has_note(
+        n,
+        "jenkins.clouds[0].ecs.templates[1].portMappings",
+        "not carried"
+    ));
 }
 
 #[test]
 fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
     let out = import(&fixture("jcasc-ec2.yaml"), "jcasc-ec2.yaml").unwrap();
     let config = Config::parse(&out.yaml, "imported.yaml").unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(config.global_cap, Some(20), "cloud instanceCapStr → caps.global");
+    assert_eq!(
+        config.global_cap,
+        Some(20),
+        "cloud instanceCapStr → caps.global"
+    );
     assert_eq!(config.clouds.len(), 1, "the kubernetes cloud is skipped");
     let cloud = &config.clouds[0];
     assert_eq!(cloud.kind, CloudKind::Ec2);
@@ -90,7 +120,10 @@ fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
     assert_eq!(docker.instance_cap, Some(5));
     assert_eq!(docker.retention.max_uses, Some(10));
     assert_eq!(docker.retention.min_idle, 1);
-    assert_eq!(docker.retention.idle_timeout, Some(Duration::from_secs(1800)));
+    assert_eq!(
+        docker.retention.idle_timeout,
+        Some(Duration::from_secs(1800))
+    );
     assert_eq!(docker.spec["ami"]["id"], "ami-0123456789abcdef0");
     assert_eq!(docker.spec["instance_types"][0], "t3.large");
     assert_eq!(docker.spec["subnets"].as_array().unwrap().len(), 2);
@@ -104,17 +137,31 @@ fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
     assert_eq!(docker.spec["metadata"]["hop_limit"], 2);
     assert_eq!(docker.spec["metadata"]["require_tokens"], true);
     let windows = &cloud.templates[1];
-    assert_eq!(windows.spec["instance_types"][0], "m5.large", "enum spelling converted");
+    assert_eq!(
+        windows.spec["instance_types"][0], "m5.large",
+        "enum spelling converted"
+    );
     assert_eq!(windows.retention.idle_timeout, None);
 
     let n = &out.notes;
     let t0 = "jenkins.clouds[0].amazonEC2.templates[0]";
     for field in ["ebsOptimized", "amiType", "userData", "remoteAdmin"] {
-        assert!(has_note(n, &format!("{t0}.{field}"), "not carried"), "{field}: {n:#?}");
+        assert!(
+            has_note(n, &format!("{t0}.{field}"), "not carried"),
+            "{field}: {n:#?}"
+        );
     }
     assert!(has_note(n, &format!("{t0}.securityGroups"), "build-agents"));
-    assert!(has_note(n, "jenkins.clouds[0].amazonEC2.sshKeysCredentialsId", "not carried"));
-    assert!(has_note(n, "jenkins.clouds[0].amazonEC2.noDelayProvisioning", "not carried"));
+    assert!(has_note(
+        n,
+        "jenkins.clouds[0].amazonEC2.sshKeysCredentialsId",
+        "not carried"
+    ));
+    assert!(has_note(
+        n,
+        "jenkins.clouds[0].amazonEC2.noDelayProvisioning",
+        "not carried"
+    ));
     assert!(has_note(n, "jenkins.clouds[1].kubernetes", "skipped"));
 }
 
@@ -139,7 +186,10 @@ fn the_command_writes_the_file_and_notes_on_stderr() {
     let out_path = dir.join("out.yaml");
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-cloud"))
         .arg("import-jcasc")
-        .arg(format!("{}/tests/fixtures/jcasc-ec2.yaml", env!("CARGO_MANIFEST_DIR")))
+        .arg(format!(
+            "{}/tests/fixtures/jcasc-ec2.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
         .arg("-o")
         .arg(&out_path)
         .output()

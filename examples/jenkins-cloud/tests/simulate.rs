@@ -3,7 +3,11 @@
 use jenkins_cloud_cli::commands::simulate::{options, simulate, SimFormat, SimulateArgs};
 
 fn trace() -> std::path::PathBuf {
-    format!("{}/tests/fixtures/sim-trace.csv", env!("CARGO_MANIFEST_DIR")).into()
+    format!(
+        "{}/tests/fixtures/sim-trace.csv",
+        env!("CARGO_MANIFEST_DIR")
+    )
+    .into()
 }
 
 #[test]
@@ -37,13 +41,23 @@ fn bad_options_name_the_option() {
         trace: Some("/nonexistent/trace.csv".into()),
         ..SimulateArgs::default()
     };
-    assert!(options(&args).unwrap_err().0.contains("/nonexistent/trace.csv"));
+    assert!(options(&args)
+        .unwrap_err()
+        .0
+        .contains("/nonexistent/trace.csv"));
 }
 
 #[test]
 fn the_command_needs_no_configuration_file() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-cloud"))
-        .args(["--config", "/nonexistent.yaml", "simulate", "--quiet", "--strategies", "default"])
+        .args([
+            "--config",
+            "/nonexistent.yaml",
+            "simulate",
+            "--quiet",
+            "--strategies",
+            "default",
+        ])
         .arg("--trace")
         .arg(trace())
         .output()

@@ -66,7 +66,11 @@ impl Finding {
         }
     }
 
-    fn warn(subject: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    fn warn(
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             level: Level::Warn,
             subject: subject.into(),
@@ -75,7 +79,11 @@ impl Finding {
         }
     }
 
-    fn fail(subject: impl Into<String>, message: impl Into<String>, fix: impl Into<String>) -> Self {
+    fn fail(
+        subject: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
         Self {
             level: Level::Fail,
             subject: subject.into(),
@@ -405,7 +413,11 @@ async fn check_network(
                     ),
                 ))
             }
-            Ok(_) => out.push(Finding::fail(subject, "not found", "use an existing subnet id of this region")),
+            Ok(_) => out.push(Finding::fail(
+                subject,
+                "not found",
+                "use an existing subnet id of this region",
+            )),
             Err(e) if is_not_found(e.code()) => out.push(Finding::fail(
                 subject,
                 format!("not found ({})", aws_error(&e)),
@@ -416,7 +428,13 @@ async fn check_network(
     }
     for g in groups {
         let subject = format!("{prefix}: security group {g}");
-        match clients.ec2.describe_security_groups().group_ids(g).send().await {
+        match clients
+            .ec2
+            .describe_security_groups()
+            .group_ids(g)
+            .send()
+            .await
+        {
             Ok(r) if !r.security_groups().is_empty() => out.push(Finding::ok(
                 subject,
                 format!(
@@ -425,7 +443,11 @@ async fn check_network(
                     r.security_groups()[0].vpc_id().unwrap_or("?")
                 ),
             )),
-            Ok(_) => out.push(Finding::fail(subject, "not found", "use an existing security group id")),
+            Ok(_) => out.push(Finding::fail(
+                subject,
+                "not found",
+                "use an existing security group id",
+            )),
             Err(e) if is_not_found(e.code()) => out.push(Finding::fail(
                 subject,
                 format!("not found ({})", aws_error(&e)),
@@ -458,7 +480,8 @@ async fn check_fargate(cloud: &CloudSettings, prefix: &str, clients: &AwsClients
             for name in &cloud.clusters {
                 let subject = format!("{prefix}: cluster {name}");
                 let found = r.clusters().iter().find(|c| {
-                    c.cluster_name() == Some(name.as_str()) || c.cluster_arn() == Some(name.as_str())
+                    c.cluster_name() == Some(name.as_str())
+                        || c.cluster_arn() == Some(name.as_str())
                 });
                 match found {
                     Some(c) if c.status() == Some("ACTIVE") => out.push(Finding::ok(
@@ -492,13 +515,20 @@ async fn check_fargate(cloud: &CloudSettings, prefix: &str, clients: &AwsClients
         let spec = match FargateSpec::from_value(&t.spec) {
             Ok(s) => s,
             Err(p) => {
-                out.push(Finding::fail(tsubject, p.join("; "), "fix the template spec"));
+                out.push(Finding::fail(
+                    tsubject,
+                    p.join("; "),
+                    "fix the template spec",
+                ));
                 continue;
             }
         };
         push_unique(&mut subnets, &spec.subnets);
         push_unique(&mut groups, &spec.security_groups);
-        for r in [&spec.execution_role_arn, &spec.task_role_arn].into_iter().flatten() {
+        for r in [&spec.execution_role_arn, &spec.task_role_arn]
+            .into_iter()
+            .flatten()
+        {
             push_unique(&mut roles, std::slice::from_ref(r));
         }
         if spec.is_external() {
@@ -588,7 +618,10 @@ fn image_finding(subject: &str, image: &str) -> Finding {
             "pin a tag (or a digest)",
         );
     }
-    Finding::ok(subject, format!("`{image}` is a well-formed reference (not pulled)"))
+    Finding::ok(
+        subject,
+        format!("`{image}` is a well-formed reference (not pulled)"),
+    )
 }
 
 async fn check_ec2(cloud: &CloudSettings, prefix: &str, clients: &AwsClients) -> Vec<Finding> {
@@ -601,7 +634,11 @@ async fn check_ec2(cloud: &CloudSettings, prefix: &str, clients: &AwsClients) ->
         let spec = match Ec2Spec::parse(&t.spec) {
             Ok(s) => s,
             Err(p) => {
-                out.push(Finding::fail(tsubject, p.join("; "), "fix the template spec"));
+                out.push(Finding::fail(
+                    tsubject,
+                    p.join("; "),
+                    "fix the template spec",
+                ));
                 continue;
             }
         };

@@ -222,7 +222,9 @@ pub fn import(text_in: &str, file: &str) -> Result<Imported, CommandError> {
                 }
                 other => notes.add(
                     &path,
-                    format!("skipped: `{other}` clouds are not converted (only `ecs` and `amazonEC2`)"),
+                    format!(
+                        "skipped: `{other}` clouds are not converted (only `ecs` and `amazonEC2`)"
+                    ),
                 ),
             }
         }
@@ -293,7 +295,11 @@ pub fn import(text_in: &str, file: &str) -> Result<Imported, CommandError> {
 }
 
 fn unique_name(base: String, used: &mut Vec<String>) -> String {
-    let mut name = if base.is_empty() { "template".to_owned() } else { base };
+    let mut name = if base.is_empty() {
+        "template".to_owned()
+    } else {
+        base
+    };
     if used.contains(&name) {
         let mut n = 2;
         while used.contains(&format!("{name}-{n}")) {
@@ -306,21 +312,44 @@ fn unique_name(base: String, used: &mut Vec<String>) -> String {
 }
 
 const ECS_CLOUD_DROPPED: &[(&str, &str)] = &[
-    ("credentialsId", "AWS credentials come from the default chain (environment, profile, task or instance role)"),
-    ("assumedRoleArn", "assume the role outside (AWS_ROLE_ARN / profile) instead"),
+    (
+        "credentialsId",
+        "AWS credentials come from the default chain (environment, profile, task or instance role)",
+    ),
+    (
+        "assumedRoleArn",
+        "assume the role outside (AWS_ROLE_ARN / profile) instead",
+    ),
     ("regionName", ""),
-    ("slaveTimeoutInSeconds", "set `launch_timeout` per template instead"),
+    (
+        "slaveTimeoutInSeconds",
+        "set `launch_timeout` per template instead",
+    ),
     ("maxCpu", "no cloud-wide CPU cap; use `caps` (agent counts)"),
-    ("maxMemory", "no cloud-wide memory cap; use `caps` (agent counts)"),
+    (
+        "maxMemory",
+        "no cloud-wide memory cap; use `caps` (agent counts)",
+    ),
     ("maxAgents", "use `caps.global`"),
     ("poolingInterval", "the loop's `poll_interval` is global"),
-    ("taskPollingIntervalInSeconds", "the loop's `poll_interval` is global"),
+    (
+        "taskPollingIntervalInSeconds",
+        "the loop's `poll_interval` is global",
+    ),
     ("numExecutors", "executors are set per template"),
 ];
 
-fn ecs_cloud(body: &Value, path: &str, notes: &mut Notes, used: &mut Vec<String>) -> Option<OutCloud> {
+fn ecs_cloud(
+    body: &Value,
+    path: &str,
+    notes: &mut Notes,
+    used: &mut Vec<String>,
+) -> Option<OutCloud> {
     let obj = body.as_object()?;
-    let name = obj.get("name").and_then(text).unwrap_or_else(|| "ecs".into());
+    let name = obj
+        .get("name")
+        .and_then(text)
+        .unwrap_or_else(|| "ecs".into());
     let cluster = obj.get("cluster").and_then(text);
     let Some(cluster) = cluster else {
         notes.add(path, "skipped: no `cluster`");
@@ -330,7 +359,13 @@ fn ecs_cloud(body: &Value, path: &str, notes: &mut Notes, used: &mut Vec<String>
     for (k, v) in obj {
         let known = matches!(
             k.as_str(),
-            "name" | "cluster" | "regionName" | "jenkinsUrl" | "tunnel" | "retentionTimeout" | "templates"
+            "name"
+                | "cluster"
+                | "regionName"
+                | "jenkinsUrl"
+                | "tunnel"
+                | "retentionTimeout"
+                | "templates"
         );
         if known || is_unset(v) {
             continue;
@@ -341,12 +376,19 @@ fn ecs_cloud(body: &Value, path: &str, notes: &mut Notes, used: &mut Vec<String>
         }
     }
     let mut templates = Vec::new();
-    let list = obj.get("templates").and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = obj
+        .get("templates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     // Plugin template names → ours, for inheritFrom.
     let mut renamed: BTreeMap<String, String> = BTreeMap::new();
     let mut pending = Vec::new();
     for (j, t) in list.iter().enumerate() {
-        let raw = t.get("templateName").and_then(text).unwrap_or_else(|| format!("{name}-{j}"));
+        let raw = t
+            .get("templateName")
+            .and_then(text)
+            .unwrap_or_else(|| format!("{name}-{j}"));
         let ours = unique_name(sanitize_name(&raw), used);
         if ours != raw {
             notes.add(
@@ -359,7 +401,9 @@ fn ecs_cloud(body: &Value, path: &str, notes: &mut Notes, used: &mut Vec<String>
     }
     for (j, t, ours) in pending {
         let tpath = format!("{path}.templates[{j}]");
-        templates.push(ecs_template(t, &tpath, ours, &cluster, retention, &renamed, notes));
+        templates.push(ecs_template(
+            t, &tpath, ours, &cluster, retention, &renamed, notes,
+        ));
     }
     if templates.is_empty() {
         notes.add(path, "skipped: no templates");
@@ -589,20 +633,44 @@ fn ecs_template(
         }
     }
     if out.labels.is_none() && inherits.is_none() {
-        notes.add(tpath, "no `label`: the template only takes builds without a label");
+        notes.add(
+            tpath,
+            "no `label`: the template only takes builds without a label",
+        );
     }
     out
 }
 
 const EC2_CLOUD_DROPPED: &[(&str, &str)] = &[
-    ("credentialsId", "AWS credentials come from the default chain"),
-    ("useInstanceProfileForCredentials", "the default chain uses the instance profile already"),
-    ("roleArn", "assume the role outside (AWS_ROLE_ARN / profile) instead"),
+    (
+        "credentialsId",
+        "AWS credentials come from the default chain",
+    ),
+    (
+        "useInstanceProfileForCredentials",
+        "the default chain uses the instance profile already",
+    ),
+    (
+        "roleArn",
+        "assume the role outside (AWS_ROLE_ARN / profile) instead",
+    ),
     ("roleSessionName", "assume the role outside instead"),
-    ("privateKey", "agents connect inbound over WebSocket: no SSH key is used"),
-    ("sshKeysCredentialsId", "agents connect inbound over WebSocket: no SSH key is used"),
-    ("noDelayProvisioning", "the `strategy` is global (`no-delay` by default)"),
-    ("altEC2Endpoint", "set the cloud's `endpoint_url` by hand if really needed"),
+    (
+        "privateKey",
+        "agents connect inbound over WebSocket: no SSH key is used",
+    ),
+    (
+        "sshKeysCredentialsId",
+        "agents connect inbound over WebSocket: no SSH key is used",
+    ),
+    (
+        "noDelayProvisioning",
+        "the `strategy` is global (`no-delay` by default)",
+    ),
+    (
+        "altEC2Endpoint",
+        "set the cloud's `endpoint_url` by hand if really needed",
+    ),
 ];
 
 fn ec2_cloud(
@@ -633,7 +701,11 @@ fn ec2_cloud(
             None => notes.add(&format!("{path}.{k}"), "not carried: no equivalent"),
         }
     }
-    let list = obj.get("templates").and_then(Value::as_array).cloned().unwrap_or_default();
+    let list = obj
+        .get("templates")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let cloud_name = sanitize_name(&name).if_empty("ec2");
     let mut templates = Vec::new();
     for (j, t) in list.iter().enumerate() {
@@ -667,9 +739,17 @@ fn instance_type(raw: &str) -> Option<String> {
     if raw.contains('.') {
         return Some(raw.to_owned());
     }
-    let split = raw.char_indices().skip(1).find(|(_, c)| c.is_ascii_uppercase())?.0;
+    let split = raw
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| c.is_ascii_uppercase())?
+        .0;
     let (family, size) = raw.split_at(split);
-    Some(format!("{}.{}", family.to_ascii_lowercase(), size.to_ascii_lowercase()))
+    Some(format!(
+        "{}.{}",
+        family.to_ascii_lowercase(),
+        size.to_ascii_lowercase()
+    ))
 }
 
 fn ec2_template(t: &Value, tpath: &str, name: String, notes: &mut Notes) -> Option<OutTemplate> {
@@ -798,8 +878,12 @@ fn ec2_template(t: &Value, tpath: &str, name: String, notes: &mut Notes) -> Opti
         }
     }
     if !out.spec.contains_key("instance_types") {
-        out.spec.insert("instance_types".into(), json!(["t3.medium"]));
-        notes.add(tpath, "no usable `type`: instance type set to t3.medium; check it");
+        out.spec
+            .insert("instance_types".into(), json!(["t3.medium"]));
+        notes.add(
+            tpath,
+            "no usable `type`: instance type set to t3.medium; check it",
+        );
     }
     if !metadata.is_empty() {
         out.spec.insert("metadata".into(), Value::Object(metadata));

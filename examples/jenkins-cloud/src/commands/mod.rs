@@ -96,7 +96,10 @@ pub async fn open_backend_with(
 
 /// Builds the Jenkins client from the configuration (reads the API token).
 pub fn open_jenkins(config: &Config) -> Result<Arc<dyn JenkinsApi>, CommandError> {
-    Ok(Arc::new(open_jenkins_client(config, config.jenkins.demand_mode)?))
+    Ok(Arc::new(open_jenkins_client(
+        config,
+        config.jenkins.demand_mode,
+    )?))
 }
 
 /// The concrete Jenkins client of the configuration, with the given demand mode
