@@ -57,6 +57,9 @@ pub struct ReconcileConfig {
     pub backoff: BackoffPolicy,
     /// Seed for agent name suffixes (`None`: random).
     pub seed: Option<u64>,
+    /// Most Jenkins calls (node creation, secret) in flight at once when a
+    /// pass launches many agents.
+    pub jenkins_concurrency: usize,
 }
 
 impl ReconcileConfig {
@@ -72,6 +75,7 @@ impl ReconcileConfig {
             terminate_retry: Duration::from_secs(60),
             backoff: BackoffPolicy::default(),
             seed: None,
+            jenkins_concurrency: 8,
         }
     }
 }
