@@ -32,6 +32,8 @@ struct Inner {
     launched_here: BTreeSet<String>,
     /// Launch → online, per template.
     online_latency: BTreeMap<String, Histogram>,
+    /// Queue entry of the oldest build served → online, per template.
+    provisioning_latency: BTreeMap<String, Histogram>,
 }
 
 /// Upper bounds (seconds) of the launch → online histogram buckets.
@@ -59,6 +61,28 @@ impl Histogram {
     }
 }
 
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    by_template: &BTreeMap<String, Histogram>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (t, h) in by_template {
+        let t = esc(t);
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{template=\"{t}\",le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{template=\"{t}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "{name}_sum{{template=\"{t}\"}} {}", h.sum);
+        let _ = writeln!(out, "{name}_count{{template=\"{t}\"}} {}", h.count);
+    }
+}
+
 impl Metrics {
     /// Records one pass: agents by template and state, launches and failures.
     pub fn record_pass<'a>(
@@ -72,7 +96,7 @@ impl Metrics {
         let mut alive = BTreeSet::new();
         for a in agents {
             *m.agents
-                .entry((a.template.clone(), format!("{:?}", a.state).to_lowercase()))
+                .entry((a.template.clone(), a.state.as_str().to_owned()))
                 .or_default() += 1;
             alive.insert(a.name.clone());
             if a.ever_connected && m.launched_here.remove(&a.name) {
@@ -82,6 +106,13 @@ impl Metrics {
                     .entry(a.template.clone())
                     .or_default()
                     .observe(latency.as_secs_f64());
+                if let Some(queued) = a.queued_since {
+                    let waited = a.state_since.saturating_duration_since(queued);
+                    m.provisioning_latency
+                        .entry(a.template.clone())
+                        .or_default()
+                        .observe(waited.as_secs_f64());
+                }
             }
         }
         match report {
@@ -126,31 +157,18 @@ impl Metrics {
                 esc(t)
             );
         }
-        out.push_str("# HELP jenkins_cloud_agent_launch_to_online_seconds Time from launch to the agent first connected, per template (agents launched by this process).\n# TYPE jenkins_cloud_agent_launch_to_online_seconds histogram\n");
-        for (t, h) in &m.online_latency {
-            let t = esc(t);
-            for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-                let _ = writeln!(
-                    out,
-                    "jenkins_cloud_agent_launch_to_online_seconds_bucket{{template=\"{t}\",le=\"{bound}\"}} {n}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "jenkins_cloud_agent_launch_to_online_seconds_bucket{{template=\"{t}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "jenkins_cloud_agent_launch_to_online_seconds_sum{{template=\"{t}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "jenkins_cloud_agent_launch_to_online_seconds_count{{template=\"{t}\"}} {}",
-                h.count
-            );
-        }
+        render_histogram(
+            &mut out,
+            "jenkins_cloud_agent_launch_to_online_seconds",
+            "Time from launch to the agent first connected, per template (agents launched by this process).",
+            &m.online_latency,
+        );
+        render_histogram(
+            &mut out,
+            "jenkins_cloud_provisioning_latency_seconds",
+            "Time from the queue entry of the oldest build an agent was launched for to the agent online, per template.",
+            &m.provisioning_latency,
+        );
         out.push_str("# HELP jenkins_cloud_step_failures_total Failed steps by step and error class.\n# TYPE jenkins_cloud_step_failures_total counter\n");
         for ((step, class), n) in &m.failures {
             let _ = writeln!(
@@ -243,6 +261,7 @@ mod tests {
         let m = Metrics::default();
         let t0 = Instant::now();
         let mut a = Agent::requested("ci-linux-1".into(), "linux".into(), 1, t0);
+        a.queued_since = Some(t0 - Duration::from_secs(8));
         m.record_pass(
             Some(&report(&["ci-linux-1"])),
             std::iter::once(&a),
@@ -270,10 +289,23 @@ mod tests {
             "{text}"
         );
 
+        assert!(
+            text.contains("jenkins_cloud_provisioning_latency_seconds_sum{template=\"linux\"} 50"),
+            "queue entry 8 s before the launch, online 42 s after: {text}"
+        );
+        assert!(text.contains(
+            "jenkins_cloud_provisioning_latency_seconds_bucket{template=\"linux\",le=\"45\"} 0"
+        ));
+        assert!(text.contains(
+            "jenkins_cloud_provisioning_latency_seconds_bucket{template=\"linux\",le=\"60\"} 1"
+        ));
+
         // An adopted agent (not launched by this process) is not observed.
         let mut b = Agent::requested("ci-linux-2".into(), "linux".into(), 1, t0);
         b.ever_connected = true;
         m.record_pass(Some(&report(&[])), std::iter::once(&b), Vec::new());
-        assert!(m.render().contains("_count{template=\"linux\"} 1"));
+        assert!(m
+            .render()
+            .contains("launch_to_online_seconds_count{template=\"linux\"} 1"));
     }
 }

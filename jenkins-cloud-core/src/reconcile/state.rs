@@ -48,6 +48,9 @@ pub struct Agent {
     pub builds_seen: BTreeSet<String>,
     /// Queue items this agent was launched for (for logs).
     pub serving: Vec<u64>,
+    /// When the oldest of those items entered the queue (for the provisioning
+    /// latency: queue entry → agent online).
+    pub queued_since: Option<Instant>,
     /// Whether termination was sent to the cloud.
     pub terminate_sent: bool,
     /// Since when a once-connected agent has been disconnected while its cloud
@@ -74,6 +77,7 @@ impl Agent {
             idle_since: None,
             builds_seen: BTreeSet::new(),
             serving: Vec::new(),
+            queued_since: None,
             terminate_sent: false,
             disconnected_since: None,
         }
