@@ -55,7 +55,7 @@ async fn one_run(point: CrashPoint, index: usize) -> Result<Figures, String> {
         })
         .await,
     );
-    let sim = AgentSim::start(Arc::clone(&world), Duration::from_millis(150));
+    let sim = AgentSim::start(Arc::clone(&world), Duration::from_millis(300));
     let ids: Vec<u64> = (0..BUILDS)
         .map(|k| world.fake.queue_freestyle(&format!("job-{k}"), "linux"))
         .collect();
@@ -71,7 +71,7 @@ async fn one_run(point: CrashPoint, index: usize) -> Result<Figures, String> {
     // 2. Restart; wait until every build ran and everything is retired.
     let mut second = world.spawn(&["run"], None);
     let w = Arc::clone(&world);
-    let quiet = wait_until(Duration::from_secs(40), "quiescence", || {
+    let quiet = wait_until(Duration::from_secs(45), "quiescence", || {
         let w = Arc::clone(&w);
         let served = sim.stats().finished;
         let all_served = ids.iter().all(|id| served.contains(id));
