@@ -151,9 +151,12 @@ async fn plan_changes_nothing_and_run_once_does_what_it_said() {
     let nodes_before = world.fake.nodes();
     let queue_before = world.fake.queue_items();
     let tasks_before = world.tasks().await;
+    // Only this world's families: other tests share moto's default account.
+    let prefix = format!("jenkins-cloud-{}-", world.owner);
     let families_before = world
         .ecs
         .list_task_definition_families()
+        .family_prefix(&prefix)
         .send()
         .await
         .expect("ListTaskDefinitionFamilies")
@@ -201,6 +204,7 @@ async fn plan_changes_nothing_and_run_once_does_what_it_said() {
     let families_after = world
         .ecs
         .list_task_definition_families()
+        .family_prefix(&prefix)
         .send()
         .await
         .expect("ListTaskDefinitionFamilies")
@@ -225,6 +229,18 @@ async fn plan_changes_nothing_and_run_once_does_what_it_said() {
     assert_eq!(served, [a, b, c]);
     assert_eq!(world.live_tasks().await.len(), 3);
     assert_eq!(world.our_nodes().len(), 3);
+    let families = world
+        .ecs
+        .list_task_definition_families()
+        .family_prefix(&prefix)
+        .send()
+        .await
+        .expect("ListTaskDefinitionFamilies");
+    assert_eq!(
+        families.families().len(),
+        2,
+        "run registers one family per template (the check on plan above is live): {families:?}"
+    );
 
     // A second plan sees the agents and plans no further launch.
     let (ok, stdout, stderr) = world.run(&["plan", "--format", "json"]).await;
