@@ -180,5 +180,7 @@ pub async fn setup(config: &Config) -> Result<Setup, CommandError> {
     for i in 0..config.clouds.len() {
         backends.push(open_backend(config, i).await?);
     }
+    // Test-only hook (JENKINS_CLOUD_CRASH_POINT); a no-op when unset.
+    let (jenkins, backends) = crate::crashpoint::wrap_from_env(jenkins, backends)?;
     Ok(setup_with(config, jenkins, backends))
 }
