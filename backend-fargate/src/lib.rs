@@ -33,4 +33,4 @@ pub use spec::{
     allowed_memory, AgentSecretDelivery, AwsLogs, CapacityProvider, EfsVolume, FargateSpec,
     DEFAULT_CONTAINER, DEFAULT_IMAGE, RESERVED_ENV,
 };
-pub use state::{state_of, STOP_REASON_PREFIX};
+pub use state::{state_of, STOP_REASON_PREFIX, UNTAGGED_PREFIX};
