@@ -190,3 +190,76 @@ async fn an_owned_task_without_agent_tag_is_listed_under_a_synthetic_name_and_ca
     let seen = backend.describe(&[CloudId(untagged)]).await.unwrap();
     assert_eq!(seen[0].state, CloudState::Terminated);
 }
+
+/// The core conformance suite with every launch in batched mode.
+mod conformance {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use jenkins_cloud_core::backend::OwnerId;
+    use jenkins_cloud_core::testkit::conformance::ConformanceHarness;
+    use jenkins_cloud_core::{AgentTemplate, Backend};
+    use jenkins_cloud_fargate::interceptors::CallCounter;
+    use serde_json::json;
+
+    use super::{fast_tags, CloudId, MotoEnv};
+
+    /// Batched-mode backends on one moto account.
+    pub struct BatchedHarness {
+        env: MotoEnv,
+        counter: CallCounter,
+    }
+
+    impl BatchedHarness {
+        pub async fn new() -> Self {
+            Self {
+                env: MotoEnv::new().await,
+                counter: CallCounter::new(),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl ConformanceHarness for BatchedHarness {
+        async fn backend(&self, owner: OwnerId) -> Arc<dyn Backend> {
+            Arc::new(
+                self.env
+                    .backend_with(owner.as_str(), &self.counter, fast_tags),
+            )
+        }
+
+        fn template(&self) -> AgentTemplate {
+            let mut t = self.env.template("conformance");
+            t.spec = self.env.batched_spec();
+            t
+        }
+
+        fn invalid_template(&self) -> AgentTemplate {
+            // Batching with the secret in the environment is refused.
+            let mut t = self.template();
+            t.spec["agent_secret"] = json!("environment");
+            t
+        }
+
+        fn unknown_id(&self) -> CloudId {
+            CloudId(format!(
+                "arn:aws:ecs:us-east-1:{}:task/ci/00000000000000000000000000000000",
+                self.env.account
+            ))
+        }
+
+        async fn settle(&self) {
+            // moto starts tasks RUNNING at once and StopTask stops them at once.
+        }
+
+        fn idempotent_client_tokens(&self) -> bool {
+            // moto ignores RunTask's clientToken.
+            false
+        }
+    }
+
+    jenkins_cloud_core::conformance_tests!(
+        #[tokio::test]
+        BatchedHarness::new().await
+    );
+}
