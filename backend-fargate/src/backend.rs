@@ -226,7 +226,10 @@ impl Batcher {
                 if pending.is_empty() {
                     break;
                 }
-                tracing::warn!(agents = pending.len(), "spot capacity unavailable; falling back to FARGATE");
+                tracing::warn!(
+                    agents = pending.len(),
+                    "spot capacity unavailable; falling back to FARGATE"
+                );
             }
             let token = match placement {
                 Placement::Template => token.to_owned(),
@@ -251,7 +254,11 @@ impl Batcher {
                 }
             };
             let api = &self.api;
-            match paced(&self.run_limiter, self.backoff, || api.run_task(input.clone())).await {
+            match paced(&self.run_limiter, self.backoff, || {
+                api.run_task(input.clone())
+            })
+            .await
+            {
                 Err(err) => {
                     for &i in &pending {
                         results[i] = Err(Error::from(err.clone()));
@@ -262,7 +269,8 @@ impl Batcher {
                     let started = answer.arns.len();
                     for arn in answer.arns.iter().skip(pending.len()) {
                         tracing::error!(task = %arn, "RunTask started more tasks than requested; stopping the extra one");
-                        self.stop(arn, "RunTask started more tasks than requested").await;
+                        self.stop(arn, "RunTask started more tasks than requested")
+                            .await;
                     }
                     let mut failures = answer.failures.into_iter();
                     for (k, &i) in pending.iter().enumerate() {
@@ -323,7 +331,11 @@ impl Batcher {
             .task(arn)
             .reason(stop_reason(reason));
         let api = &self.api;
-        match paced(&self.run_limiter, self.backoff, || api.stop_task(input.clone())).await {
+        match paced(&self.run_limiter, self.backoff, || {
+            api.stop_task(input.clone())
+        })
+        .await
+        {
             Ok(_) => true,
             Err(err) => {
                 tracing::error!(task = %arn, error = %err, "could not stop the task; it is left for orphan collection");
@@ -360,7 +372,10 @@ impl FargateBackend {
             let token = chunk_token(chunk);
             let (batcher, semaphore) = (batcher.clone(), semaphore.clone());
             set.spawn(async move {
-                let _permit = semaphore.acquire_owned().await.expect("semaphore is never closed");
+                let _permit = semaphore
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
                 (c, batcher.run_chunk(&names, &token).await)
             });
         }

@@ -78,12 +78,20 @@ fn started(input: &RunTaskInputBuilder, count: usize) -> Vec<Task> {
     let token = input.get_client_token().clone().unwrap();
     (0..count)
         .rev()
-        .map(|k| Task::builder().task_arn(arn(&format!("{}{k}", &token[..8]))).build())
+        .map(|k| {
+            Task::builder()
+                .task_arn(arn(&format!("{}{k}", &token[..8])))
+                .build()
+        })
         .collect()
 }
 
 fn env_names(input: &RunTaskInputBuilder) -> Vec<String> {
-    input.get_overrides().as_ref().unwrap().container_overrides()[0]
+    input
+        .get_overrides()
+        .as_ref()
+        .unwrap()
+        .container_overrides()[0]
         .environment()
         .iter()
         .filter_map(|kv| kv.name().map(str::to_owned))
@@ -100,7 +108,11 @@ fn tag_keys(input: &RunTaskInputBuilder) -> Vec<String> {
         .collect()
 }
 
-async fn launch(b: &FargateBackend, t: &AgentTemplate, agents: &[AgentLaunch]) -> Vec<LaunchOutcome> {
+async fn launch(
+    b: &FargateBackend,
+    t: &AgentTemplate,
+    agents: &[AgentLaunch],
+) -> Vec<LaunchOutcome> {
     b.launch(LaunchBatch {
         template: t,
         jenkins: &endpoint(),
@@ -124,35 +136,49 @@ async fn twenty_three_agents_take_three_run_task_calls_and_each_task_is_tagged_w
         assert!(!env.contains(&"JENKINS_AGENT_NAME".to_owned()), "{env:?}");
         assert!(!env.contains(&"JENKINS_SECRET".to_owned()), "{env:?}");
         let keys = tag_keys(&input);
-        assert!(keys.contains(&tags::OWNER.to_owned()) && keys.contains(&tags::TEMPLATE.to_owned()));
-        assert!(!keys.contains(&tags::AGENT.to_owned()), "no agent tag on a shared call");
+        assert!(
+            keys.contains(&tags::OWNER.to_owned()) && keys.contains(&tags::TEMPLATE.to_owned())
+        );
+        assert!(
+            !keys.contains(&tags::AGENT.to_owned()),
+            "no agent tag on a shared call"
+        );
         assert_eq!(input.get_started_by().as_deref(), Some("ci-prod"));
         assert_eq!(input.get_launch_type(), &Some(LaunchType::Fargate));
         let token = input.get_client_token().clone().unwrap();
         assert_eq!(token.len(), 64);
         seen.lock().unwrap().push((count, token));
-        Ok(RunTaskOutput::builder().set_tasks(Some(started(&input, count))).build())
+        Ok(RunTaskOutput::builder()
+            .set_tasks(Some(started(&input, count)))
+            .build())
     });
     let tags_seen = tagged.clone();
-    mock.expect_tag_resource().times(23).returning(move |input| {
-        let arn = input.get_resource_arn().clone().unwrap();
-        let tags = input.get_tags().clone().unwrap();
-        assert_eq!(tags.len(), 1);
-        assert_eq!(tags[0].key(), Some(tags::AGENT));
-        let previous = tags_seen
-            .lock()
-            .unwrap()
-            .insert(arn, tags[0].value().unwrap().to_owned());
-        assert!(previous.is_none(), "each task is tagged once");
-        Ok(())
-    });
+    mock.expect_tag_resource()
+        .times(23)
+        .returning(move |input| {
+            let arn = input.get_resource_arn().clone().unwrap();
+            let tags = input.get_tags().clone().unwrap();
+            assert_eq!(tags.len(), 1);
+            assert_eq!(tags[0].key(), Some(tags::AGENT));
+            let previous = tags_seen
+                .lock()
+                .unwrap()
+                .insert(arn, tags[0].value().unwrap().to_owned());
+            assert!(previous.is_none(), "each task is tagged once");
+            Ok(())
+        });
     let b = backend(mock);
     let out = launch(&b, &batched_template(false), &agents).await;
 
     let mut counts: Vec<usize> = calls.lock().unwrap().iter().map(|(c, _)| *c).collect();
     counts.sort();
     assert_eq!(counts, [3, 10, 10]);
-    let tokens: BTreeSet<String> = calls.lock().unwrap().iter().map(|(_, t)| t.clone()).collect();
+    let tokens: BTreeSet<String> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, t)| t.clone())
+        .collect();
     assert_eq!(tokens, expected_tokens, "one stable token per chunk");
 
     let tagged = tagged.lock().unwrap();
@@ -161,7 +187,11 @@ async fn twenty_three_agents_take_three_run_task_calls_and_each_task_is_tagged_w
     for (o, a) in out.iter().zip(&agents) {
         assert_eq!(o.agent_name, a.agent_name);
         let id = o.result.clone().expect("launched");
-        assert_eq!(tagged.get(&id.0), Some(&a.agent_name), "the task carries its agent's tag");
+        assert_eq!(
+            tagged.get(&id.0),
+            Some(&a.agent_name),
+            "the task carries its agent's tag"
+        );
         assert!(arns.insert(id.0), "distinct tasks");
     }
 }
@@ -184,14 +214,20 @@ async fn failures_and_missing_tasks_become_classified_errors_and_extra_tasks_are
         } else {
             // Chunk of 2: one task too many.
             assert_eq!(count, 2);
-            RunTaskOutput::builder().set_tasks(Some(started(&input, 3))).build()
+            RunTaskOutput::builder()
+                .set_tasks(Some(started(&input, 3)))
+                .build()
         })
     });
     mock.expect_tag_resource().times(9).returning(|_| Ok(()));
     let stopped = Arc::new(Mutex::new(Vec::new()));
     let s = stopped.clone();
     mock.expect_stop_task().times(1).returning(move |input| {
-        assert!(input.get_reason().as_deref().unwrap().starts_with(STOP_REASON_PREFIX));
+        assert!(input
+            .get_reason()
+            .as_deref()
+            .unwrap()
+            .starts_with(STOP_REASON_PREFIX));
         s.lock().unwrap().push(input.get_task().clone().unwrap());
         Ok(StopTaskOutput::builder().build())
     });
@@ -207,25 +243,45 @@ async fn failures_and_missing_tasks_become_classified_errors_and_extra_tasks_are
     // The first 7 agents of chunk A are bound; 7 and 8 get the failures in order; 9 none.
     assert_eq!(
         errors,
-        [(7, ErrorClass::Capacity), (8, ErrorClass::Transient), (9, ErrorClass::Transient)]
+        [
+            (7, ErrorClass::Capacity),
+            (8, ErrorClass::Transient),
+            (9, ErrorClass::Transient)
+        ]
     );
     assert!(
-        out[9].result.as_ref().unwrap_err().message().contains("started 7 of 10"),
+        out[9]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .message()
+            .contains("started 7 of 10"),
         "{:?}",
         out[9].result
     );
     // Binding follows the sorted ARNs, so replays of the same call bind the same way.
-    assert_eq!(out[0].result.clone().unwrap().0, arn(&format!("{}0", &chunk_a[..8])));
-    assert_eq!(out[11].result.clone().unwrap().0, arn(&format!("{}1", &chunk_b[..8])));
-    assert_eq!(*stopped.lock().unwrap(), [arn(&format!("{}2", &chunk_b[..8]))]);
+    assert_eq!(
+        out[0].result.clone().unwrap().0,
+        arn(&format!("{}0", &chunk_a[..8]))
+    );
+    assert_eq!(
+        out[11].result.clone().unwrap().0,
+        arn(&format!("{}1", &chunk_b[..8]))
+    );
+    assert_eq!(
+        *stopped.lock().unwrap(),
+        [arn(&format!("{}2", &chunk_b[..8]))]
+    );
 }
 
 #[tokio::test]
 async fn a_failed_tag_stops_that_task_at_once_and_fails_only_its_agent() {
     let mut mock = MockEcsApi::new();
-    mock.expect_run_task()
-        .times(1)
-        .returning(|input| Ok(RunTaskOutput::builder().set_tasks(Some(started(&input, 3))).build()));
+    mock.expect_run_task().times(1).returning(|input| {
+        Ok(RunTaskOutput::builder()
+            .set_tasks(Some(started(&input, 3)))
+            .build())
+    });
     let denied = Arc::new(Mutex::new(None::<String>));
     let d = denied.clone();
     mock.expect_tag_resource().times(3).returning(move |input| {
@@ -268,26 +324,51 @@ async fn spot_capacity_failures_retry_only_the_missing_tasks_on_fargate() {
         let count = input.get_count().unwrap() as usize;
         let call_token = input.get_client_token().clone().unwrap();
         Ok(if input.get_launch_type().is_none() {
-            assert_eq!(input.get_capacity_provider_strategy().as_ref().unwrap().len(), 2);
+            assert_eq!(
+                input
+                    .get_capacity_provider_strategy()
+                    .as_ref()
+                    .unwrap()
+                    .len(),
+                2
+            );
             assert_eq!((count, call_token.as_str()), (3, expected.as_str()));
             RunTaskOutput::builder()
                 .set_tasks(Some(started(&input, 1)))
-                .failures(Failure::builder().reason("Capacity is unavailable at this time").build())
-                .failures(Failure::builder().reason("Capacity is unavailable at this time").build())
+                .failures(
+                    Failure::builder()
+                        .reason("Capacity is unavailable at this time")
+                        .build(),
+                )
+                .failures(
+                    Failure::builder()
+                        .reason("Capacity is unavailable at this time")
+                        .build(),
+                )
                 .build()
         } else {
             assert_eq!(input.get_launch_type(), &Some(LaunchType::Fargate));
             assert_eq!((count, call_token), (2, fallback_token(&expected)));
-            RunTaskOutput::builder().set_tasks(Some(started(&input, 2))).build()
+            RunTaskOutput::builder()
+                .set_tasks(Some(started(&input, 2)))
+                .build()
         })
     });
     mock.expect_tag_resource().times(3).returning(|_| Ok(()));
     let b = backend(mock);
     let out = launch(&b, &batched_template(true), &agents).await;
-    let ids: BTreeSet<String> = out.iter().map(|o| o.result.clone().expect("launched").0).collect();
+    let ids: BTreeSet<String> = out
+        .iter()
+        .map(|o| o.result.clone().expect("launched").0)
+        .collect();
     assert_eq!(ids.len(), 3);
     assert!(out[0].result.clone().unwrap().0.contains(&token[..8]));
-    assert!(out[1].result.clone().unwrap().0.contains(&fallback_token(&token)[..8]));
+    assert!(out[1]
+        .result
+        .clone()
+        .unwrap()
+        .0
+        .contains(&fallback_token(&token)[..8]));
 }
 
 #[tokio::test]
@@ -297,12 +378,21 @@ async fn batching_with_the_secret_in_the_environment_is_refused_before_any_call(
     let mut t = batched_template(false);
     t.spec["agent_secret"] = json!("environment");
     let problems = b.validate_template(&t).unwrap_err();
-    assert!(problems.iter().any(|p| p.starts_with("spec.launch_batching:")), "{problems:?}");
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with("spec.launch_batching:")),
+        "{problems:?}"
+    );
     let out = launch(&b, &t, &agents(2)).await;
     for o in &out {
         let err = o.result.clone().unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent);
-        assert!(err.message().contains("spec.launch_batching"), "{}", err.message());
+        assert!(
+            err.message().contains("spec.launch_batching"),
+            "{}",
+            err.message()
+        );
     }
 }
 
@@ -315,9 +405,15 @@ async fn a_throttled_run_task_is_retried_with_the_same_chunk_token() {
         let mut seen = t2.lock().unwrap();
         seen.push(input.get_client_token().clone().unwrap());
         if seen.len() == 1 {
-            return Err(ApiError::service("RunTask", "ThrottlingException", "Rate exceeded"));
+            return Err(ApiError::service(
+                "RunTask",
+                "ThrottlingException",
+                "Rate exceeded",
+            ));
         }
-        Ok(RunTaskOutput::builder().set_tasks(Some(started(&input, 2))).build())
+        Ok(RunTaskOutput::builder()
+            .set_tasks(Some(started(&input, 2)))
+            .build())
     });
     mock.expect_tag_resource().times(2).returning(|_| Ok(()));
     let b = backend(mock);

@@ -199,10 +199,14 @@ fn launch_batching_needs_the_agent_to_fetch_its_secret() {
     let mut ok = with("launch_batching", json!(true));
     ok["agent_secret"] = json!("fetched_by_agent");
     ok["execution_role_arn"] = json!("arn:aws:iam::123456789012:role/exec");
-    ok["secrets"] = json!({"JENKINS_CONNECT_TOKEN": "arn:aws:ssm:us-east-1:123456789012:parameter/connect"});
+    ok["secrets"] =
+        json!({"JENKINS_CONNECT_TOKEN": "arn:aws:ssm:us-east-1:123456789012:parameter/connect"});
     let spec = FargateSpec::from_value(&ok).unwrap();
     assert!(spec.launch_batching);
 
     let p = problems(with("launch_batching", json!("yes")));
-    assert!(p[0].contains("launch_batching") || p[0].contains("boolean"), "{p:?}");
+    assert!(
+        p[0].contains("launch_batching") || p[0].contains("boolean"),
+        "{p:?}"
+    );
 }

@@ -46,7 +46,11 @@ async fn a_hundred_batched_agents_take_ten_run_task_calls_and_keep_their_identit
     assert_eq!(counter.get("RunTask"), 10);
     assert_eq!(counter.get("TagResource"), 100, "{:?}", counter.snapshot());
     assert_eq!(counter.get("StopTask"), 0);
-    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 100, "100 distinct tasks");
+    assert_eq!(
+        ids.iter().collect::<BTreeSet<_>>().len(),
+        100,
+        "100 distinct tasks"
+    );
 
     // describe sees each task under its own agent's name (the tag).
     let seen = backend.describe(&ids).await.unwrap();
@@ -95,7 +99,12 @@ async fn a_hundred_batched_agents_take_ten_run_task_calls_and_keep_their_identit
     let vars: Vec<(String, String)> = task.overrides().unwrap().container_overrides()[0]
         .environment()
         .iter()
-        .map(|kv| (kv.name().unwrap().to_owned(), kv.value().unwrap().to_owned()))
+        .map(|kv| {
+            (
+                kv.name().unwrap().to_owned(),
+                kv.value().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert!(vars.iter().any(|(k, _)| k == "JENKINS_URL"), "{vars:?}");
     assert!(
