@@ -20,6 +20,7 @@ use aws_sdk_ecs::operation::run_task::builders::RunTaskInputBuilder;
 use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::operation::stop_task::builders::StopTaskInputBuilder;
 use aws_sdk_ecs::operation::stop_task::StopTaskOutput;
+use aws_sdk_ecs::operation::tag_resource::builders::TagResourceInputBuilder;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use jenkins_cloud_core::ErrorClass;
@@ -248,6 +249,8 @@ pub trait EcsApi: Send + Sync + fmt::Debug {
         &self,
         input: DeregisterTaskDefinitionInputBuilder,
     ) -> Result<(), ApiError>;
+    /// TagResource (binds a batched task to its agent).
+    async fn tag_resource(&self, input: TagResourceInputBuilder) -> Result<(), ApiError>;
 }
 
 #[async_trait]
@@ -322,6 +325,14 @@ impl EcsApi for aws_sdk_ecs::Client {
             .await
             .map(|_| ())
             .map_err(|e| ApiError::from_sdk("DeregisterTaskDefinition", e))
+    }
+
+    async fn tag_resource(&self, input: TagResourceInputBuilder) -> Result<(), ApiError> {
+        input
+            .send_with(self)
+            .await
+            .map(|_| ())
+            .map_err(|e| ApiError::from_sdk("TagResource", e))
     }
 }
 

@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use aws_sdk_ecs::operation::describe_tasks::builders::DescribeTasksInputBuilder;
 use aws_sdk_ecs::operation::list_tasks::builders::ListTasksInputBuilder;
 use aws_sdk_ecs::operation::stop_task::builders::StopTaskInputBuilder;
-use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
+use aws_sdk_ecs::operation::tag_resource::builders::TagResourceInputBuilder;
+use aws_sdk_ecs::types::{DesiredStatus, Tag, Task, TaskField};
 use jenkins_cloud_core::backend::{
-    Capabilities, CloudId, CloudInstance, LaunchBatch, LaunchOutcome, OwnerId, TerminateOutcome,
+    tags, Capabilities, CloudId, CloudInstance, JenkinsEndpoint, LaunchBatch, LaunchOutcome,
+    OwnerId, TerminateOutcome,
 };
 use jenkins_cloud_core::{AgentTemplate, Backend, BackendError};
 use tokio::sync::Semaphore;
@@ -18,7 +20,10 @@ use tokio::task::JoinSet;
 use crate::api::{ApiError, EcsApi};
 use crate::config::{sdk_config, FargateConfig};
 use crate::error::Error;
-use crate::launch::{outcome_of, run_input, should_fall_back, Placement};
+use crate::launch::{
+    batch_answer, batch_input, chunk_token, fallback_token, outcome_of, run_input,
+    should_fall_back, Placement, RUN_TASK_MAX_COUNT,
+};
 use crate::rate::{paced, RateLimiter};
 use crate::spec::FargateSpec;
 use crate::state::{cluster_of, instance_of, is_owned, STOP_REASON_PREFIX};
@@ -40,6 +45,7 @@ struct Inner {
     task_definitions: TaskDefinitions,
     run_limiter: Arc<RateLimiter>,
     describe_limiter: RateLimiter,
+    tag_limiter: Arc<RateLimiter>,
 }
 
 impl FargateBackend {
@@ -69,6 +75,7 @@ impl FargateBackend {
         let inner = Inner {
             run_limiter: Arc::new(RateLimiter::new(config.run_rate_per_sec, config.run_burst)),
             describe_limiter: RateLimiter::new(config.describe_rate_per_sec, config.describe_burst),
+            tag_limiter: Arc::new(RateLimiter::new(config.tag_rate_per_sec, config.tag_burst)),
             task_definitions: TaskDefinitions::default(),
             api,
             config,
@@ -187,6 +194,217 @@ impl FargateBackend {
     }
 }
 
+/// What a batched chunk needs, shared by the chunks of one launch.
+#[derive(Debug)]
+struct Batcher {
+    api: Arc<dyn EcsApi>,
+    run_limiter: Arc<RateLimiter>,
+    tag_limiter: Arc<RateLimiter>,
+    backoff: crate::rate::Backoff,
+    owner: OwnerId,
+    template: AgentTemplate,
+    spec: Arc<FargateSpec>,
+    task_definition: String,
+    jenkins: JenkinsEndpoint,
+}
+
+impl Batcher {
+    /// Starts one chunk (≤ 10 agents, given by name) with one RunTask (plus
+    /// one on-demand fallback for spot capacity failures) and binds task i to
+    /// agent i with TagResource. One result per agent, in order.
+    async fn run_chunk(&self, names: &[String], token: &str) -> Vec<Result<CloudId, Error>> {
+        let n = names.len();
+        let mut results: Vec<Result<CloudId, Error>> =
+            vec![Err(Error::Internal("chunk was not launched".into())); n];
+        let mut pending: Vec<usize> = (0..n).collect();
+        for placement in [Placement::Template, Placement::OnDemandFallback] {
+            if placement == Placement::OnDemandFallback {
+                pending.retain(|&i| match &results[i] {
+                    Err(err) => should_fall_back(&self.spec, Placement::Template, err),
+                    Ok(_) => false,
+                });
+                if pending.is_empty() {
+                    break;
+                }
+                tracing::warn!(
+                    agents = pending.len(),
+                    "spot capacity unavailable; falling back to FARGATE"
+                );
+            }
+            let token = match placement {
+                Placement::Template => token.to_owned(),
+                Placement::OnDemandFallback => fallback_token(token),
+            };
+            let input = match batch_input(
+                &self.owner,
+                &self.template,
+                &self.spec,
+                &self.task_definition,
+                &self.jenkins,
+                pending.len(),
+                token,
+                placement,
+            ) {
+                Ok(input) => input,
+                Err(err) => {
+                    for &i in &pending {
+                        results[i] = Err(err.clone());
+                    }
+                    break;
+                }
+            };
+            let api = &self.api;
+            match paced(&self.run_limiter, self.backoff, || {
+                api.run_task(input.clone())
+            })
+            .await
+            {
+                Err(err) => {
+                    for &i in &pending {
+                        results[i] = Err(Error::from(err.clone()));
+                    }
+                }
+                Ok(out) => {
+                    let answer = batch_answer(&out);
+                    let started = answer.arns.len();
+                    for arn in answer.arns.iter().skip(pending.len()) {
+                        tracing::error!(task = %arn, "RunTask started more tasks than requested; stopping the extra one");
+                        self.stop(arn, "RunTask started more tasks than requested")
+                            .await;
+                    }
+                    let mut failures = answer.failures.into_iter();
+                    for (k, &i) in pending.iter().enumerate() {
+                        results[i] = match answer.arns.get(k) {
+                            Some(arn) => Ok(CloudId(arn.clone())),
+                            None => Err(failures.next().unwrap_or_else(|| {
+                                Error::Internal(format!(
+                                    "RunTask started {started} of {} tasks and gave no failure for the rest",
+                                    pending.len()
+                                ))
+                            })),
+                        };
+                    }
+                }
+            }
+        }
+        for (name, result) in names.iter().zip(results.iter_mut()) {
+            if let Ok(CloudId(arn)) = result {
+                if let Err(err) = self.bind(arn, name).await {
+                    *result = Err(err);
+                }
+            }
+        }
+        results
+    }
+
+    /// Tags `arn` with its agent's name; on failure stops the task at once.
+    async fn bind(&self, arn: &str, name: &str) -> Result<(), Error> {
+        let input = TagResourceInputBuilder::default()
+            .resource_arn(arn)
+            .tags(Tag::builder().key(tags::AGENT).value(name).build());
+        let api = &self.api;
+        let Err(err) = paced(&self.tag_limiter, self.backoff, || {
+            api.tag_resource(input.clone())
+        })
+        .await
+        else {
+            return Ok(());
+        };
+        tracing::warn!(task = %arn, agent = %name, error = %err, "could not tag the task with its agent; stopping it");
+        let stopped = self.stop(arn, "could not bind the task to its agent").await;
+        Err(Error::Unbound {
+            arn: arn.to_owned(),
+            source: err,
+            stopped,
+        })
+    }
+
+    /// Stops a task we just started; whether it worked (failures are logged:
+    /// the task stays listed as `untagged-…` and is collected as an orphan).
+    async fn stop(&self, arn: &str, reason: &str) -> bool {
+        let Some(cluster) = cluster_of(arn) else {
+            tracing::error!(task = %arn, "not a task ARN; cannot stop it");
+            return false;
+        };
+        let input = StopTaskInputBuilder::default()
+            .cluster(cluster)
+            .task(arn)
+            .reason(stop_reason(reason));
+        let api = &self.api;
+        match paced(&self.run_limiter, self.backoff, || {
+            api.stop_task(input.clone())
+        })
+        .await
+        {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::error!(task = %arn, error = %err, "could not stop the task; it is left for orphan collection");
+                false
+            }
+        }
+    }
+}
+
+impl FargateBackend {
+    /// Batched launch (`spec.launch_batching`): chunks of ≤ 10 agents, one
+    /// RunTask per chunk, then one TagResource per task. See docs/fargate.md.
+    async fn launch_batched(
+        &self,
+        batch: &LaunchBatch<'_>,
+        spec: Arc<FargateSpec>,
+        task_definition: String,
+    ) -> Vec<LaunchOutcome> {
+        let batcher = Arc::new(Batcher {
+            api: self.inner.api.clone(),
+            run_limiter: self.inner.run_limiter.clone(),
+            tag_limiter: self.inner.tag_limiter.clone(),
+            backoff: self.inner.config.backoff,
+            owner: self.inner.config.owner.clone(),
+            template: batch.template.clone(),
+            spec,
+            task_definition,
+            jenkins: batch.jenkins.clone(),
+        });
+        let semaphore = Arc::new(Semaphore::new(self.inner.config.concurrency));
+        let mut set = JoinSet::new();
+        for (c, chunk) in batch.agents.chunks(RUN_TASK_MAX_COUNT).enumerate() {
+            let names: Vec<String> = chunk.iter().map(|a| a.agent_name.clone()).collect();
+            let token = chunk_token(chunk);
+            let (batcher, semaphore) = (batcher.clone(), semaphore.clone());
+            set.spawn(async move {
+                let _permit = semaphore
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
+                (c, batcher.run_chunk(&names, &token).await)
+            });
+        }
+        let mut results: Vec<Option<Result<CloudId, Error>>> = vec![None; batch.agents.len()];
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((c, chunk)) => {
+                    for (k, result) in chunk.into_iter().enumerate() {
+                        results[c * RUN_TASK_MAX_COUNT + k] = Some(result);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "batched launch task panicked"),
+            }
+        }
+        batch
+            .agents
+            .iter()
+            .zip(results)
+            .map(|(agent, result)| {
+                let result = result.unwrap_or_else(|| Err(Error::Internal("launch task did not finish".into())));
+                if let Err(err) = &result {
+                    tracing::warn!(agent = %agent.agent_name, class = %err.class(), error = %err, "launch failed");
+                }
+                LaunchOutcome { agent_name: agent.agent_name.clone(), result: result.map_err(BackendError::from) }
+            })
+            .collect()
+    }
+}
+
 fn stop_reason(reason: &str) -> String {
     let mut text = format!("{STOP_REASON_PREFIX}{reason}");
     if text.len() > 255 {
@@ -275,6 +493,9 @@ impl Backend for FargateBackend {
             Ok(arn) => arn,
             Err(err) => return fail_all(err.into()),
         };
+        if spec.launch_batching {
+            return self.launch_batched(&batch, spec, task_definition).await;
+        }
         let owner = &self.inner.config.owner;
         let semaphore = Arc::new(Semaphore::new(self.inner.config.concurrency));
         let mut set = JoinSet::new();
@@ -453,3 +674,7 @@ impl Backend for FargateBackend {
 #[cfg(test)]
 #[path = "backend_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "batch_tests.rs"]
+mod batch_tests;

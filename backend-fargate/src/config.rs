@@ -31,6 +31,11 @@ pub struct FargateConfig {
     pub describe_rate_per_sec: f64,
     /// Burst of DescribeTasks + ListTasks calls (ECS allows 100).
     pub describe_burst: u32,
+    /// TagResource calls per second (batched launches bind each task to its
+    /// agent with one TagResource; a bucket of its own, not RunTask's).
+    pub tag_rate_per_sec: f64,
+    /// Burst of TagResource calls.
+    pub tag_burst: u32,
     /// RunTask / StopTask calls in flight at once.
     pub concurrency: usize,
     /// Backoff after a throttled call.
@@ -54,6 +59,8 @@ impl FargateConfig {
             run_burst: 40,
             describe_rate_per_sec: 10.0,
             describe_burst: 50,
+            tag_rate_per_sec: 10.0,
+            tag_burst: 20,
             concurrency: 10,
             backoff: Backoff::default(),
             sdk_max_attempts: 3,
@@ -81,6 +88,9 @@ impl FargateConfig {
         let positive = |r: f64| r.is_finite() && r > 0.0;
         if !positive(self.run_rate_per_sec) || !positive(self.describe_rate_per_sec) {
             p.push("run_rate_per_sec / describe_rate_per_sec: must be above 0".to_owned());
+        }
+        if !positive(self.tag_rate_per_sec) {
+            p.push("tag_rate_per_sec: must be above 0".to_owned());
         }
         if self.concurrency == 0 {
             p.push("concurrency: must be at least 1".to_owned());

@@ -25,6 +25,18 @@ pub enum Error {
         /// What retrying does.
         class: ErrorClass,
     },
+    /// A batched task could not be bound to its agent (TagResource failed).
+    /// The task was stopped (or, if stopping failed too, is left for orphan
+    /// collection: it is listed as `untagged-<task id>`).
+    #[error("task {arn} could not be bound to its agent and {}: {source}", if *.stopped { "was stopped" } else { "is left for orphan collection" })]
+    Unbound {
+        /// The task.
+        arn: String,
+        /// The TagResource failure.
+        source: ApiError,
+        /// Whether StopTask succeeded.
+        stopped: bool,
+    },
     /// A task without this backend's owner tag: left untouched.
     #[error("task {0} does not carry this owner's tag; left untouched")]
     NotOwned(String),
@@ -45,6 +57,7 @@ impl Error {
         match self {
             Error::Api(api) => api.class(),
             Error::TaskNotStarted { class, .. } => *class,
+            Error::Unbound { source, .. } => source.class(),
             Error::Internal(_) => ErrorClass::Transient,
             Error::InvalidSpec(_) | Error::NotOwned(_) | Error::InvalidId(_) | Error::Config(_) => {
                 ErrorClass::Permanent

@@ -1,5 +1,7 @@
-//! RunTask requests (one task per agent: see docs/fargate.md, "Why one task per
-//! RunTask call") and the classification of their answers.
+//! RunTask requests and the classification of their answers: one task per
+//! agent by default (see docs/fargate.md, "Launch: why one RunTask call per
+//! agent"), or up to 10 identical tasks per call in batched mode ("Batched
+//! launches").
 
 use aws_sdk_ecs::operation::run_task::builders::RunTaskInputBuilder;
 use aws_sdk_ecs::operation::run_task::RunTaskOutput;
@@ -37,6 +39,22 @@ pub fn fallback_token(token: &str) -> String {
     digest[..64.min(digest.len())].to_owned()
 }
 
+/// Most tasks one RunTask call may start (an ECS limit).
+pub const RUN_TASK_MAX_COUNT: usize = 10;
+
+/// The client token of one batched RunTask call: derived from the chunk's
+/// agent tokens (in order), so retries of the same chunk are idempotent and
+/// different chunks never share a token. 64 hex characters (ECS allows 64).
+pub fn chunk_token(chunk: &[AgentLaunch]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(b"jenkins-cloud/batch");
+    for agent in chunk {
+        hasher.update((agent.client_token.len() as u64).to_be_bytes());
+        hasher.update(agent.client_token.as_bytes());
+    }
+    hex::encode(hasher.finalize())
+}
+
 /// The RunTask request for one agent.
 #[allow(clippy::too_many_arguments)]
 pub fn run_input(
@@ -48,16 +66,78 @@ pub fn run_input(
     agent: &AgentLaunch,
     placement: Placement,
 ) -> Result<RunTaskInputBuilder, Error> {
-    let mut env = vec![
-        kv("JENKINS_URL", &jenkins.url),
-        kv("JENKINS_AGENT_NAME", &agent.agent_name),
-        kv("JENKINS_AGENT_WORKDIR", &template.remote_fs),
-    ];
+    let token = match placement {
+        Placement::Template => agent.client_token.clone(),
+        Placement::OnDemandFallback => fallback_token(&agent.client_token),
+    };
+    build_input(
+        owner,
+        template,
+        spec,
+        task_definition,
+        jenkins,
+        Some(agent),
+        1,
+        token,
+        placement,
+    )
+}
+
+/// The RunTask request for `count` identical tasks of a batched chunk: common
+/// overrides (no agent name, no secret), tags owner + template (no agent tag:
+/// each task is bound to its agent afterwards with TagResource), and `token`
+/// as client token ([`chunk_token`], or its [`fallback_token`]).
+#[allow(clippy::too_many_arguments)]
+pub fn batch_input(
+    owner: &OwnerId,
+    template: &AgentTemplate,
+    spec: &FargateSpec,
+    task_definition: &str,
+    jenkins: &JenkinsEndpoint,
+    count: usize,
+    token: String,
+    placement: Placement,
+) -> Result<RunTaskInputBuilder, Error> {
+    if count == 0 || count > RUN_TASK_MAX_COUNT {
+        return Err(Error::Internal(format!(
+            "a batched RunTask starts 1–{RUN_TASK_MAX_COUNT} tasks, not {count}"
+        )));
+    }
+    build_input(
+        owner,
+        template,
+        spec,
+        task_definition,
+        jenkins,
+        None,
+        count,
+        token,
+        placement,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_input(
+    owner: &OwnerId,
+    template: &AgentTemplate,
+    spec: &FargateSpec,
+    task_definition: &str,
+    jenkins: &JenkinsEndpoint,
+    agent: Option<&AgentLaunch>,
+    count: usize,
+    token: String,
+    placement: Placement,
+) -> Result<RunTaskInputBuilder, Error> {
+    let mut env = vec![kv("JENKINS_URL", &jenkins.url)];
+    if let Some(agent) = agent {
+        env.push(kv("JENKINS_AGENT_NAME", &agent.agent_name));
+    }
+    env.push(kv("JENKINS_AGENT_WORKDIR", &template.remote_fs));
     match &jenkins.transport {
         AgentTransport::WebSocket => env.push(kv("JENKINS_WEB_SOCKET", "true")),
         AgentTransport::Tunnel(tunnel) => env.push(kv("JENKINS_TUNNEL", tunnel)),
     }
-    if spec.agent_secret == AgentSecretDelivery::Environment {
+    if let (Some(agent), AgentSecretDelivery::Environment) = (agent, spec.agent_secret) {
         env.push(kv("JENKINS_SECRET", agent.secret.expose()));
     }
     for (k, v) in &template.environment {
@@ -81,15 +161,11 @@ pub fn run_input(
         })
         .build()
         .map_err(|e| Error::Internal(format!("network configuration: {e}")))?;
-    let token = match placement {
-        Placement::Template => agent.client_token.clone(),
-        Placement::OnDemandFallback => fallback_token(&agent.client_token),
-    };
     let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
     let mut input = RunTaskInputBuilder::default()
         .cluster(&spec.cluster)
         .task_definition(task_definition)
-        .count(1)
+        .count(count as i32)
         .started_by(owner.as_str())
         .client_token(token)
         .network_configuration(
@@ -100,8 +176,10 @@ pub fn run_input(
         .overrides(overrides)
         .enable_execute_command(spec.enable_execute_command)
         .tags(tag(tags::OWNER, owner.as_str()))
-        .tags(tag(tags::TEMPLATE, &template.name))
-        .tags(tag(tags::AGENT, &agent.agent_name));
+        .tags(tag(tags::TEMPLATE, &template.name));
+    if let Some(agent) = agent {
+        input = input.tags(tag(tags::AGENT, &agent.agent_name));
+    }
     for (k, v) in &spec.tags {
         input = input.tags(tag(k, v));
     }
@@ -145,21 +223,48 @@ pub fn outcome_of(out: &RunTaskOutput) -> Result<CloudId, Error> {
         return Ok(CloudId(arn.to_owned()));
     }
     match out.failures().first() {
-        Some(f) => {
-            let mut reason = f.reason().unwrap_or("no reason given").to_owned();
-            if let Some(detail) = f.detail().filter(|d| !d.is_empty()) {
-                reason.push_str(": ");
-                reason.push_str(detail);
-            }
-            let class = classify_reason(&reason).unwrap_or(ErrorClass::Transient);
-            Err(Error::TaskNotStarted {
-                reason,
-                arn: f.arn().map(str::to_owned),
-                class,
-            })
-        }
+        Some(f) => Err(failure_error(f)),
         None => Err(Error::Internal(
             "RunTask returned neither a task nor a failure".into(),
         )),
+    }
+}
+
+/// The answer to a batched RunTask call: the started task ARNs (sorted, so a
+/// replay of the same idempotent call binds the same way) and the classified
+/// failures, one per `failures[]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchAnswer {
+    /// ARNs of the tasks ECS started.
+    pub arns: Vec<String>,
+    /// One error per task ECS did not start.
+    pub failures: Vec<Error>,
+}
+
+/// Splits a batched RunTask answer into started tasks and classified failures.
+pub fn batch_answer(out: &RunTaskOutput) -> BatchAnswer {
+    let mut arns: Vec<String> = out
+        .tasks()
+        .iter()
+        .filter_map(|t| t.task_arn())
+        .map(str::to_owned)
+        .collect();
+    arns.sort();
+    arns.dedup();
+    let failures = out.failures().iter().map(failure_error).collect();
+    BatchAnswer { arns, failures }
+}
+
+fn failure_error(f: &aws_sdk_ecs::types::Failure) -> Error {
+    let mut reason = f.reason().unwrap_or("no reason given").to_owned();
+    if let Some(detail) = f.detail().filter(|d| !d.is_empty()) {
+        reason.push_str(": ");
+        reason.push_str(detail);
+    }
+    let class = classify_reason(&reason).unwrap_or(ErrorClass::Transient);
+    Error::TaskNotStarted {
+        reason,
+        arn: f.arn().map(str::to_owned),
+        class,
     }
 }

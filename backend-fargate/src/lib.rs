@@ -8,6 +8,11 @@
 //! * Task definitions: one family per template, reused while the template's
 //!   content hash (tag `jenkins-cloud:spec-hash`) matches, stale revisions
 //!   deregistered ([`taskdef`]).
+//! * Launches: one RunTask per agent by default; with `spec.launch_batching`
+//!   one RunTask per 10 agents, each task then bound to its agent by a
+//!   `jenkins-cloud:agent` tag (TagResource). Owned tasks without an agent tag
+//!   are listed as `untagged-<task id>` ([`UNTAGGED_PREFIX`]) so the core
+//!   collects them as orphans.
 //! * Every ECS call goes through [`api::EcsApi`], paced by token buckets and
 //!   retried with jittered backoff on throttling; every failure is classified
 //!   ([`Error::class`]).
@@ -33,4 +38,4 @@ pub use spec::{
     allowed_memory, AgentSecretDelivery, AwsLogs, CapacityProvider, EfsVolume, FargateSpec,
     DEFAULT_CONTAINER, DEFAULT_IMAGE, RESERVED_ENV,
 };
-pub use state::{state_of, STOP_REASON_PREFIX};
+pub use state::{state_of, STOP_REASON_PREFIX, UNTAGGED_PREFIX};

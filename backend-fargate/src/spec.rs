@@ -82,6 +82,12 @@ pub struct FargateSpec {
     pub capacity_providers: Vec<CapacityProvider>,
     /// How the agent gets its Jenkins secret.
     pub agent_secret: AgentSecretDelivery,
+    /// Batched launches: one RunTask (`count` ≤ 10) per 10 agents, each task
+    /// then bound to its agent by a `jenkins-cloud:agent` tag (TagResource).
+    /// The container learns its name from its own task tags, so this needs
+    /// `agent_secret: fetched_by_agent` and an entrypoint wrapper (see
+    /// docs/fargate.md, "Batched launches"). Default false.
+    pub launch_batching: bool,
 }
 
 /// `awslogs` log driver settings.
@@ -233,6 +239,9 @@ impl FargateSpec {
         }
         self.check_network(&mut p);
         self.check_runtime(&mut p);
+        if self.launch_batching && self.agent_secret != AgentSecretDelivery::FetchedByAgent {
+            p.push("spec.launch_batching: needs spec.agent_secret: fetched_by_agent (batched tasks share their overrides, so no per-agent name or secret can be in them; the agent reads its name from its task tags)".to_owned());
+        }
         if self.is_external() {
             self.check_external(&mut p);
         } else {

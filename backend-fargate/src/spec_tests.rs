@@ -187,3 +187,26 @@ fn old_platform_versions_cannot_use_newer_features() {
         .iter()
         .any(|m| m.starts_with("spec.platform_version")));
 }
+
+#[test]
+fn launch_batching_needs_the_agent_to_fetch_its_secret() {
+    assert!(!FargateSpec::from_value(&valid()).unwrap().launch_batching);
+    let p = problems(with("launch_batching", json!(true)));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].starts_with("spec.launch_batching:"), "{p:?}");
+    assert!(p[0].contains("fetched_by_agent"), "{p:?}");
+
+    let mut ok = with("launch_batching", json!(true));
+    ok["agent_secret"] = json!("fetched_by_agent");
+    ok["execution_role_arn"] = json!("arn:aws:iam::123456789012:role/exec");
+    ok["secrets"] =
+        json!({"JENKINS_CONNECT_TOKEN": "arn:aws:ssm:us-east-1:123456789012:parameter/connect"});
+    let spec = FargateSpec::from_value(&ok).unwrap();
+    assert!(spec.launch_batching);
+
+    let p = problems(with("launch_batching", json!("yes")));
+    assert!(
+        p[0].contains("launch_batching") || p[0].contains("boolean"),
+        "{p:?}"
+    );
+}

@@ -9,6 +9,25 @@ use jenkins_cloud_core::backend::{tags, CloudId, CloudInstance, CloudState, Owne
 /// is recognisable even where ECS leaves `stopCode` empty.
 pub const STOP_REASON_PREFIX: &str = "jenkins-cloud: ";
 
+/// Prefix of the synthetic agent name of an owned task without an agent tag
+/// (a batched task whose TagResource never happened: crash, failure). The name
+/// is never empty, so the core sees a cloud resource without a Jenkins node and
+/// terminates it as an orphan after the grace period, instead of skipping it.
+pub const UNTAGGED_PREFIX: &str = "untagged-";
+
+/// The agent name of an owned task: its `jenkins-cloud:agent` tag, or
+/// `untagged-<task id>` when it has none (see [`UNTAGGED_PREFIX`]).
+pub fn agent_name_of(task: &Task) -> String {
+    match tag(task, tags::AGENT).filter(|n| !n.is_empty()) {
+        Some(name) => name.to_owned(),
+        None => {
+            let arn = task.task_arn().unwrap_or_default();
+            let id = arn.rsplit('/').next().unwrap_or(arn);
+            format!("{UNTAGGED_PREFIX}{id}")
+        }
+    }
+}
+
 /// The value of tag `key` on `task`.
 pub fn tag<'a>(task: &'a Task, key: &str) -> Option<&'a str> {
     task.tags()
@@ -29,7 +48,7 @@ pub fn instance_of(task: &Task, owner: &OwnerId) -> Option<CloudInstance> {
     }
     Some(CloudInstance {
         id: CloudId(task.task_arn()?.to_owned()),
-        agent_name: tag(task, tags::AGENT).unwrap_or_default().to_owned(),
+        agent_name: agent_name_of(task),
         template: tag(task, tags::TEMPLATE).unwrap_or_default().to_owned(),
         state: state_of(task),
         launched_at: task
@@ -199,6 +218,22 @@ mod tests {
             &OwnerId::new("other").unwrap()
         )
         .is_none());
+    }
+
+    #[test]
+    fn an_owned_task_without_agent_tag_gets_a_synthetic_name() {
+        let owner = OwnerId::new("me").unwrap();
+        let untagged = Task::builder()
+            .task_arn("arn:aws:ecs:us-east-1:123456789012:task/ci/0f1e2d3c")
+            .last_status("RUNNING")
+            .desired_status("RUNNING")
+            .tags(Tag::builder().key(tags::OWNER).value("me").build())
+            .tags(Tag::builder().key(tags::TEMPLATE).value("linux").build())
+            .build();
+        let inst = instance_of(&untagged, &owner).unwrap();
+        assert_eq!(inst.agent_name, "untagged-0f1e2d3c");
+        assert!(!inst.agent_name.is_empty(), "core skips empty names");
+        assert_eq!(inst.template, "linux");
     }
 
     #[test]

@@ -122,3 +122,107 @@ impl RetentionPolicy {
             .fold(self.min_idle, u32::max)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(age_s: u64, idle_s: u64, builds: u32, busy: bool) -> AgentUsage {
+        AgentUsage {
+            age: Duration::from_secs(age_s),
+            idle_for: Duration::from_secs(idle_s),
+            builds_started: builds,
+            busy,
+        }
+    }
+
+    #[test]
+    fn idle_timeout_retires_only_idle_agents_not_kept_warm() {
+        let p = RetentionPolicy::default();
+        assert_eq!(p.retire_idle(&usage(600, 299, 1, false), false), None);
+        assert_eq!(
+            p.retire_idle(&usage(600, 300, 1, false), false),
+            Some(RetireReason::IdleTimeout)
+        );
+        assert_eq!(
+            p.retire_idle(&usage(600, 300, 1, false), true),
+            None,
+            "kept warm"
+        );
+        assert_eq!(
+            p.retire_idle(&usage(600, 900, 1, true), false),
+            None,
+            "busy"
+        );
+        let never = RetentionPolicy {
+            idle_timeout: None,
+            ..p
+        };
+        assert_eq!(
+            never.retire_idle(&usage(86_400, 86_400, 1, false), false),
+            None
+        );
+    }
+
+    #[test]
+    fn one_shot_and_max_uses_stop_accepting_when_the_last_build_starts() {
+        let one_shot = RetentionPolicy {
+            one_shot: true,
+            ..Default::default()
+        };
+        assert_eq!(one_shot.stop_accepting(&usage(60, 0, 0, false)), None);
+        assert_eq!(
+            one_shot.stop_accepting(&usage(60, 0, 1, true)),
+            Some(RetireReason::OneShot),
+            "drained while its only build runs"
+        );
+        let three = RetentionPolicy {
+            max_uses: Some(3),
+            ..Default::default()
+        };
+        assert_eq!(three.stop_accepting(&usage(60, 0, 2, true)), None);
+        assert_eq!(
+            three.stop_accepting(&usage(60, 0, 3, true)),
+            Some(RetireReason::MaxUses)
+        );
+        assert_eq!(
+            three.retire_idle(&usage(60, 0, 3, false), true),
+            Some(RetireReason::MaxUses),
+            "warm agents still retire when used up"
+        );
+    }
+
+    #[test]
+    fn max_lifetime_retires_idle_agents_even_when_warm() {
+        let p = RetentionPolicy {
+            max_lifetime: Some(Duration::from_secs(3600)),
+            ..Default::default()
+        };
+        assert_eq!(p.retire_idle(&usage(3599, 10, 5, false), true), None);
+        assert_eq!(
+            p.retire_idle(&usage(3600, 10, 5, false), true),
+            Some(RetireReason::MaxLifetime)
+        );
+        assert_eq!(
+            p.retire_idle(&usage(7200, 0, 5, true), true),
+            None,
+            "never while busy"
+        );
+    }
+
+    #[test]
+    fn warm_windows_raise_the_minimum() {
+        let p = RetentionPolicy {
+            min_idle: 1,
+            min_idle_windows: vec![MinIdleWindow {
+                window: "Mon-Fri 08:00-18:00".parse().unwrap(),
+                count: 4,
+            }],
+            ..Default::default()
+        };
+        let monday_0900 = 1_795_996_800 + 9 * 3600;
+        let saturday_0900 = monday_0900 + 5 * 86_400;
+        assert_eq!(p.min_idle_at(monday_0900), 4);
+        assert_eq!(p.min_idle_at(saturday_0900), 1);
+    }
+}

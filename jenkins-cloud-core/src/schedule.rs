@@ -38,7 +38,11 @@ fn parse_day(s: &str) -> Option<usize> {
 fn parse_hhmm(s: &str) -> Option<u32> {
     let (h, m) = s.split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    // Range checks first: the arithmetic must not overflow on huge hours.
+    if h > 24 || m >= 60 || h * 60 + m > 24 * 60 {
+        return None;
+    }
+    Some(h * 60 + m)
 }
 
 impl FromStr for Window {
@@ -184,6 +188,8 @@ mod tests {
             ("Mon 0818", "expected HH:MM-HH:MM"),
             ("Mon 25:00-26:00", "bad start time"),
             ("08:00-08:00", "empty"),
+            // Found by the fuzzer: an hour that overflows when turned into minutes.
+            ("1111151111:1-", "bad start time"),
             ("", "expected"),
         ] {
             let e = input.parse::<Window>().unwrap_err().to_string();

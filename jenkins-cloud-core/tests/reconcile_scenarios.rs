@@ -246,3 +246,38 @@ async fn a_spot_interruption_fails_the_agent_fast_and_removes_its_node() {
         "the dead agent's node is removed at once"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn launched_agents_remember_when_their_builds_entered_the_queue() {
+    let w = World::new();
+    let submitted = tokio::time::Instant::now();
+    w.submit(2, "linux", Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    // Wall time of the loop must be the controller's: same epoch, same start.
+    let endpoint = JenkinsEndpoint {
+        url: "https://jenkins.example/".into(),
+        transport: AgentTransport::WebSocket,
+    };
+    let config = ReconcileConfig::new(w.owner.clone(), endpoint);
+    let backend: Arc<dyn Backend> = Arc::new(w.backend.clone());
+    let epoch_ms = jenkins_cloud_core::memory::DEFAULT_EPOCH_SECS * 1000 + 7_000;
+    let mut r = Reconciler::with_epoch(
+        config,
+        Arc::new(w.jenkins.clone()),
+        vec![Pool {
+            template: Arc::new(linux()),
+            backend,
+        }],
+        Box::new(NoDelay),
+        epoch_ms,
+    );
+    let report = r.run_once().await.unwrap();
+    assert_eq!(report.act.launched.len(), 2);
+    for agent in r.agents() {
+        assert_eq!(agent.queued_since, Some(submitted), "{}", agent.name);
+        assert_eq!(
+            agent.launched_at.duration_since(submitted),
+            Duration::from_secs(7)
+        );
+    }
+}

@@ -112,6 +112,31 @@ impl MotoEnv {
         FargateBackend::with_client(config, client).expect("backend")
     }
 
+    /// Like [`MotoEnv::backend`], with `tweak` applied to the configuration.
+    pub fn backend_with(
+        &self,
+        owner: &str,
+        counter: &CallCounter,
+        tweak: impl FnOnce(&mut FargateConfig),
+    ) -> FargateBackend {
+        let client = ecs_client(&self.endpoint, &self.account, Some(counter));
+        let mut config =
+            FargateConfig::new(OwnerId::new(owner).unwrap(), vec![self.cluster.clone()]);
+        tweak(&mut config);
+        FargateBackend::with_client(config, client).expect("backend")
+    }
+
+    /// [`MotoEnv::spec`] in batched-launch mode (`launch_batching`, which needs
+    /// `agent_secret: fetched_by_agent` and a connect credential in `secrets`).
+    pub fn batched_spec(&self) -> serde_json::Value {
+        let mut spec = self.spec();
+        spec["launch_batching"] = json!(true);
+        spec["agent_secret"] = json!("fetched_by_agent");
+        spec["execution_role_arn"] = json!("arn:aws:iam::123456789012:role/ecsTaskExecution");
+        spec["secrets"] = json!({"JENKINS_CONNECT_TOKEN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:jenkins-connect"});
+        spec
+    }
+
     /// The Fargate spec of a valid template in this environment.
     pub fn spec(&self) -> serde_json::Value {
         json!({

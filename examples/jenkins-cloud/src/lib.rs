@@ -5,4 +5,5 @@
 
 pub mod commands;
 pub mod config;
+pub mod crashpoint;
 pub mod metrics;

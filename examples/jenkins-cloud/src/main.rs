@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use jenkins_cloud_cli::commands::{self, iam, plan, run};
+use jenkins_cloud_cli::commands::aws::AwsHooks;
+use jenkins_cloud_cli::commands::simulate::SimulateArgs;
+use jenkins_cloud_cli::commands::{self, check, iam, import_jcasc, plan, run, simulate};
 use jenkins_cloud_cli::config::Config;
 use jenkins_cloud_cli::metrics::{self, Metrics};
 
@@ -52,6 +54,22 @@ enum Command {
     Validate,
     /// Print the least-privilege IAM policy of the configuration.
     IamPolicy,
+    /// Validate, then probe Jenkins and every cloud (read-only); non-zero exit on FAIL.
+    Check {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Compare provisioning strategies in simulated time (no config, AWS or Jenkins).
+    Simulate(SimulateArgs),
+    /// Convert the amazon-ecs / ec2 plugin clouds of a JCasC file to this program's YAML.
+    ImportJcasc {
+        /// The JCasC file (`jenkins.yaml`).
+        file: PathBuf,
+        /// Write the configuration here instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,8 +107,53 @@ fn init_logs(format: LogFormat) {
 }
 
 async fn execute(cli: Cli) -> Result<(), String> {
+    match &cli.command {
+        Command::Simulate(args) => {
+            let args = args.clone();
+            let out = tokio::task::spawn_blocking(move || simulate::simulate(&args))
+                .await
+                .map_err(|e| format!("simulation crashed: {e}"))?
+                .map_err(|e| e.to_string())?;
+            print!("{out}");
+            return Ok(());
+        }
+        Command::ImportJcasc { file, output } => {
+            let text =
+                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let imported = import_jcasc::import(&text, &file.display().to_string())
+                .map_err(|e| e.to_string())?;
+            for note in &imported.notes {
+                eprintln!("{note}");
+            }
+            match output {
+                Some(path) => std::fs::write(path, &imported.yaml)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+                None => print!("{}", imported.yaml),
+            }
+            return Ok(());
+        }
+        _ => {}
+    }
     let config = Config::load(&cli.config).map_err(|e| e.to_string())?;
     match cli.command {
+        Command::Simulate(_) | Command::ImportJcasc { .. } => Ok(()),
+        Command::Check { format } => {
+            let report = check::check(&config, &AwsHooks::default()).await;
+            match format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+                ),
+                Format::Text => print!("{}", report.render_text()),
+            }
+            if report.has_failures() {
+                return Err(format!(
+                    "check: {} failure(s)",
+                    report.count(check::Level::Fail)
+                ));
+            }
+            Ok(())
+        }
         Command::Validate => {
             println!(
                 "{}: ok ({} template(s))",

@@ -4,7 +4,7 @@
 //! Prometheus text format. Nothing here holds names of secrets or ids beyond
 //! template names, states and error classes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -28,6 +28,59 @@ struct Inner {
     passes_ok: u64,
     passes_failed: u64,
     cloud: Vec<MetricsSnapshot>,
+    /// Agents launched by this process and not yet seen online.
+    launched_here: BTreeSet<String>,
+    /// Launch → online, per template.
+    online_latency: BTreeMap<String, Histogram>,
+    /// Queue entry of the oldest build served → online, per template.
+    provisioning_latency: BTreeMap<String, Histogram>,
+}
+
+/// Upper bounds (seconds) of the launch → online histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 11] = [
+    5.0, 10.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Cumulative counts per bucket of [`LATENCY_BUCKETS`].
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.buckets[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+}
+
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    by_template: &BTreeMap<String, Histogram>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (t, h) in by_template {
+        let t = esc(t);
+        for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{template=\"{t}\",le=\"{bound}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{template=\"{t}\",le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "{name}_sum{{template=\"{t}\"}} {}", h.sum);
+        let _ = writeln!(out, "{name}_count{{template=\"{t}\"}} {}", h.count);
+    }
 }
 
 impl Metrics {
@@ -40,16 +93,34 @@ impl Metrics {
     ) {
         let mut m = self.inner.lock().expect("metrics lock");
         m.agents.clear();
+        let mut alive = BTreeSet::new();
         for a in agents {
             *m.agents
-                .entry((a.template.clone(), format!("{:?}", a.state).to_lowercase()))
+                .entry((a.template.clone(), a.state.as_str().to_owned()))
                 .or_default() += 1;
+            alive.insert(a.name.clone());
+            if a.ever_connected && m.launched_here.remove(&a.name) {
+                // `state_since` is when the agent was first seen connected.
+                let latency = a.state_since.saturating_duration_since(a.launched_at);
+                m.online_latency
+                    .entry(a.template.clone())
+                    .or_default()
+                    .observe(latency.as_secs_f64());
+                if let Some(queued) = a.queued_since {
+                    let waited = a.state_since.saturating_duration_since(queued);
+                    m.provisioning_latency
+                        .entry(a.template.clone())
+                        .or_default()
+                        .observe(waited.as_secs_f64());
+                }
+            }
         }
         match report {
             Some(r) => {
                 m.passes_ok += 1;
                 for l in &r.act.launched {
                     *m.launches.entry(l.template.clone()).or_default() += 1;
+                    m.launched_here.insert(l.agent.clone());
                 }
                 for e in &r.act.errors {
                     let key = (e.step.to_owned(), e.class.to_string());
@@ -57,6 +128,10 @@ impl Metrics {
                 }
             }
             None => m.passes_failed += 1,
+        }
+        if report.is_some() {
+            // Agents gone before connecting never count.
+            m.launched_here.retain(|n| alive.contains(n));
         }
         m.cloud = cloud;
     }
@@ -82,6 +157,18 @@ impl Metrics {
                 esc(t)
             );
         }
+        render_histogram(
+            &mut out,
+            "jenkins_cloud_agent_launch_to_online_seconds",
+            "Time from launch to the agent first connected, per template (agents launched by this process).",
+            &m.online_latency,
+        );
+        render_histogram(
+            &mut out,
+            "jenkins_cloud_provisioning_latency_seconds",
+            "Time from the queue entry of the oldest build an agent was launched for to the agent online, per template.",
+            &m.provisioning_latency,
+        );
         out.push_str("# HELP jenkins_cloud_step_failures_total Failed steps by step and error class.\n# TYPE jenkins_cloud_step_failures_total counter\n");
         for ((step, class), n) in &m.failures {
             let _ = writeln!(
@@ -138,4 +225,87 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "metrics listening");
     axum::serve(listener, app).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use jenkins_cloud_core::backend::CloudId;
+    use jenkins_cloud_core::lifecycle::AgentState;
+    use jenkins_cloud_core::reconcile::{ActReport, Agent, Launched, PassReport, Plan};
+    use tokio::time::Instant;
+
+    use super::Metrics;
+
+    fn report(launched: &[&str]) -> PassReport {
+        PassReport {
+            plan: Plan::default(),
+            act: ActReport {
+                launched: launched
+                    .iter()
+                    .map(|a| Launched {
+                        agent: (*a).to_owned(),
+                        template: "linux".into(),
+                        cloud_id: CloudId("i-1".into()),
+                        serves: vec![7],
+                    })
+                    .collect(),
+                ..ActReport::default()
+            },
+        }
+    }
+
+    #[test]
+    fn launch_to_online_is_observed_once_for_agents_launched_here() {
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let mut a = Agent::requested("ci-linux-1".into(), "linux".into(), 1, t0);
+        a.queued_since = Some(t0 - Duration::from_secs(8));
+        m.record_pass(
+            Some(&report(&["ci-linux-1"])),
+            std::iter::once(&a),
+            Vec::new(),
+        );
+        assert!(!m.render().contains("launch_to_online_seconds_count"));
+        a.ever_connected = true;
+        a.state = AgentState::Idle;
+        a.state_since = t0 + Duration::from_secs(42);
+        m.record_pass(Some(&report(&[])), std::iter::once(&a), Vec::new());
+        m.record_pass(Some(&report(&[])), std::iter::once(&a), Vec::new());
+        let text = m.render();
+        assert!(
+            text.contains(
+                "jenkins_cloud_agent_launch_to_online_seconds_count{template=\"linux\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("jenkins_cloud_agent_launch_to_online_seconds_bucket{template=\"linux\",le=\"30\"} 0"), "{text}");
+        assert!(text.contains("jenkins_cloud_agent_launch_to_online_seconds_bucket{template=\"linux\",le=\"45\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "jenkins_cloud_agent_launch_to_online_seconds_sum{template=\"linux\"} 42"
+            ),
+            "{text}"
+        );
+
+        assert!(
+            text.contains("jenkins_cloud_provisioning_latency_seconds_sum{template=\"linux\"} 50"),
+            "queue entry 8 s before the launch, online 42 s after: {text}"
+        );
+        assert!(text.contains(
+            "jenkins_cloud_provisioning_latency_seconds_bucket{template=\"linux\",le=\"45\"} 0"
+        ));
+        assert!(text.contains(
+            "jenkins_cloud_provisioning_latency_seconds_bucket{template=\"linux\",le=\"60\"} 1"
+        ));
+
+        // An adopted agent (not launched by this process) is not observed.
+        let mut b = Agent::requested("ci-linux-2".into(), "linux".into(), 1, t0);
+        b.ever_connected = true;
+        m.record_pass(Some(&report(&[])), std::iter::once(&b), Vec::new());
+        assert!(m
+            .render()
+            .contains("launch_to_online_seconds_count{template=\"linux\"} 1"));
+    }
 }

@@ -26,7 +26,7 @@ mod marker;
 pub use marker::NodeMarker;
 
 /// What a queued build needs, as far as we could tell.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum Requirement {
     /// No label: any NORMAL-mode node will do.

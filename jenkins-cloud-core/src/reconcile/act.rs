@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
@@ -162,11 +163,13 @@ impl Reconciler {
         };
         let backend = Arc::clone(&self.backends[backend_index]);
         let per = template.executors.max(1) as usize;
-        let mut launches = Vec::new();
-        for i in 0..count as usize {
-            let name = self.fresh_name(&template.name);
-            let spec = NodeSpec {
-                name: name.clone(),
+        let web_socket = matches!(
+            self.config.endpoint.transport,
+            crate::backend::AgentTransport::WebSocket
+        );
+        let specs: Vec<NodeSpec> = (0..count)
+            .map(|_| NodeSpec {
+                name: self.fresh_name(&template.name),
                 marker: NodeMarker {
                     owner: self.config.owner.clone(),
                     template: template.name.clone(),
@@ -176,27 +179,44 @@ impl Reconciler {
                 executors: template.executors,
                 remote_fs: template.remote_fs.clone(),
                 mode: template.mode,
-                web_socket: matches!(
-                    self.config.endpoint.transport,
-                    crate::backend::AgentTransport::WebSocket
-                ),
-            };
-            let step_err = |step, e: crate::jenkins::JenkinsError| StepError {
-                step,
-                agent: Some(name.clone()),
-                template: Some(template.name.clone()),
-                class: e.class(),
-                message: e.to_string(),
-            };
-            if let Err(e) = self.jenkins.create_node(&spec).await {
-                report.errors.push(step_err("create_node", e));
-                continue;
-            }
-            let secret = match self.jenkins.agent_secret(&name).await {
+                web_socket,
+            })
+            .collect();
+        // Nodes first (with their secrets), several at a time, results in order.
+        let jenkins = Arc::clone(&self.jenkins);
+        let prepared: Vec<_> = stream::iter(specs.iter())
+            .map(|spec| {
+                let jenkins = Arc::clone(&jenkins);
+                async move {
+                    jenkins
+                        .create_node(spec)
+                        .await
+                        .map_err(|e| ("create_node", e))?;
+                    match jenkins.agent_secret(&spec.name).await {
+                        Ok(secret) => Ok(secret),
+                        Err(e) => {
+                            let _ = jenkins.delete_node(&spec.name).await;
+                            Err(("agent_secret", e))
+                        }
+                    }
+                }
+            })
+            .buffered(self.config.jenkins_concurrency.max(1))
+            .collect()
+            .await;
+        let mut launches = Vec::new();
+        for (i, (spec, result)) in specs.into_iter().zip(prepared).enumerate() {
+            let name = spec.name;
+            let secret = match result {
                 Ok(secret) => secret,
-                Err(e) => {
-                    report.errors.push(step_err("agent_secret", e));
-                    let _ = self.jenkins.delete_node(&name).await;
+                Err((step, e)) => {
+                    report.errors.push(StepError {
+                        step,
+                        agent: Some(name),
+                        template: Some(template.name.clone()),
+                        class: e.class(),
+                        message: e.to_string(),
+                    });
                     continue;
                 }
             };

@@ -57,6 +57,9 @@ pub struct ReconcileConfig {
     pub backoff: BackoffPolicy,
     /// Seed for agent name suffixes (`None`: random).
     pub seed: Option<u64>,
+    /// Most Jenkins calls (node creation, secret) in flight at once when a
+    /// pass launches many agents.
+    pub jenkins_concurrency: usize,
 }
 
 impl ReconcileConfig {
@@ -72,6 +75,7 @@ impl ReconcileConfig {
             terminate_retry: Duration::from_secs(60),
             backoff: BackoffPolicy::default(),
             seed: None,
+            jenkins_concurrency: 8,
         }
     }
 }
@@ -283,7 +287,20 @@ impl Reconciler {
         let demand = self.observe().await?;
         let plan = self.plan(&demand);
         let now = Instant::now();
-        let act = self.act(&plan.actions, now, self.clock.now_ms(now)).await;
+        let wall_ms = self.clock.now_ms(now);
+        let act = self.act(&plan.actions, now, wall_ms).await;
+        let queued: BTreeMap<u64, u64> = demand
+            .items
+            .iter()
+            .map(|i| (i.id, i.in_queue_since_ms))
+            .collect();
+        for launched in &act.launched {
+            let oldest = launched.serves.iter().filter_map(|id| queued.get(id)).min();
+            if let (Some(agent), Some(ms)) = (self.agents.get_mut(&launched.agent), oldest) {
+                let waited = Duration::from_millis(wall_ms.saturating_sub(*ms));
+                agent.queued_since = Some(now.checked_sub(waited).unwrap_or(now));
+            }
+        }
         for e in &act.errors {
             tracing::warn!(step = e.step, agent = ?e.agent, class = %e.class, error = %e.message, "step failed");
         }

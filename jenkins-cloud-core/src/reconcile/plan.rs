@@ -5,7 +5,7 @@
 //! input), so it is tested on its own. The only state it touches is the
 //! strategy's (for example Jenkins' smoothed averages).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,35 +124,47 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
 
     let retiring = plan_retirement(input, &templates, &by_template, &mut out.actions);
 
-    let mut alive_total = input
-        .agents
-        .values()
-        .filter(|a| a.state.counts_against_cap())
-        .count() as u32;
+    // Agents grouped by template once: every per-template step reads its group.
+    let mut by_agent_template: HashMap<&str, Vec<&Agent>> = HashMap::new();
+    for agent in input.agents.values() {
+        by_agent_template
+            .entry(agent.template.as_str())
+            .or_default()
+            .push(agent);
+    }
+    let alive = |group: &[&Agent]| {
+        group
+            .iter()
+            .filter(|a| a.state.counts_against_cap())
+            .count() as u32
+    };
+    let mut alive_total = by_agent_template.values().map(|g| alive(g)).sum::<u32>();
     let mut alive_per_label: Vec<u32> = input
         .caps
         .per_label
         .iter()
         .map(|(expr, _)| {
-            input
-                .agents
-                .values()
-                .filter(|a| a.state.counts_against_cap())
-                .filter(|a| {
+            by_agent_template
+                .iter()
+                .filter(|(name, _)| {
                     templates
-                        .get(a.template.as_str())
+                        .get(*name)
                         .is_some_and(|t| expr.matches(&t.labels))
                 })
-                .count() as u32
+                .map(|(_, group)| alive(group))
+                .sum()
         })
         .collect();
+    let no_agents = Vec::new();
 
     for template in input.templates {
-        let items = by_template
+        let items: &[u64] = by_template
             .get(template.name.as_str())
-            .cloned()
-            .unwrap_or_default();
-        let view = pool_view(template, input.agents, &retiring, items.len() as u32);
+            .map_or(&[], Vec::as_slice);
+        let group = by_agent_template
+            .get(template.name.as_str())
+            .unwrap_or(&no_agents);
+        let view = pool_view(template, group, &retiring, items.len() as u32);
         let per = view.executors_per_agent;
         let mut wanted = strategy.agents_to_launch(&template.name, &view, input.now);
         let warm = template.retention.min_idle_at(input.wall_secs);
@@ -164,7 +176,7 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
         if !items.is_empty() {
             out.demand.push(TemplateDemand {
                 template: template.name.clone(),
-                items: items.clone(),
+                items: items.to_vec(),
             });
         }
         if wanted == 0 {
@@ -179,11 +191,7 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
                 continue;
             }
         }
-        let alive_here = input
-            .agents
-            .values()
-            .filter(|a| a.template == template.name && a.state.counts_against_cap())
-            .count() as u32;
+        let alive_here = alive(group);
         let mut allowed = wanted;
         let mut limit = |cap: u32, alive: u32, what: String, out: &mut Plan| {
             let room = cap.saturating_sub(alive);
@@ -248,6 +256,7 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
 }
 
 /// Attributes queue items to the first template (in order) that can take them.
+/// Label matching runs once per distinct requirement, not once per item.
 fn attribute_demand<'a>(
     templates: &'a [Arc<AgentTemplate>],
     demand: &Demand,
@@ -256,17 +265,20 @@ fn attribute_demand<'a>(
     items.sort_by_key(|i| (i.in_queue_since_ms, i.id));
     let mut by_template: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     let mut unmatched = Vec::new();
+    let mut target_of: HashMap<&Requirement, Option<&'a str>> = HashMap::new();
     for item in items {
-        let target = templates.iter().find(|t| match &item.requirement {
-            Requirement::AnyNode => t.can_take(None),
-            Requirement::Label(expr) => t.can_take(Some(expr)),
-            Requirement::Template(name) => &t.name == name,
+        let target = *target_of.entry(&item.requirement).or_insert_with(|| {
+            templates
+                .iter()
+                .find(|t| match &item.requirement {
+                    Requirement::AnyNode => t.can_take(None),
+                    Requirement::Label(expr) => t.can_take(Some(expr)),
+                    Requirement::Template(name) => &t.name == name,
+                })
+                .map(|t| t.name.as_str())
         });
         match target {
-            Some(t) => by_template
-                .entry(t.name.as_str())
-                .or_default()
-                .push(item.id),
+            Some(name) => by_template.entry(name).or_default().push(item.id),
             None => unmatched.push(item.id),
         }
     }
@@ -275,8 +287,8 @@ fn attribute_demand<'a>(
 
 fn pool_view(
     template: &AgentTemplate,
-    agents: &BTreeMap<String, Agent>,
-    retiring: &[String],
+    group: &[&Agent],
+    retiring: &HashSet<String>,
     queued: u32,
 ) -> PoolView {
     let mut view = PoolView {
@@ -284,7 +296,7 @@ fn pool_view(
         executors_per_agent: template.executors.max(1),
         ..PoolView::default()
     };
-    for agent in agents.values().filter(|a| a.template == template.name) {
+    for agent in group {
         if retiring.contains(&agent.name) {
             continue;
         }
@@ -322,9 +334,9 @@ fn plan_retirement(
     templates: &BTreeMap<&str, &AgentTemplate>,
     demand: &BTreeMap<&str, Vec<u64>>,
     actions: &mut Vec<Action>,
-) -> Vec<String> {
+) -> HashSet<String> {
     let now = input.now;
-    let mut retiring = Vec::new();
+    let mut retiring = HashSet::new();
     let mut warm_left: BTreeMap<&str, u32> = templates
         .iter()
         .map(|(name, t)| (*name, t.retention.min_idle_at(input.wall_secs)))
@@ -336,12 +348,12 @@ fn plan_retirement(
         .filter(|a| a.state == AgentState::Idle)
         .collect();
     idle.sort_by_key(|a| std::cmp::Reverse(a.idle_since));
-    let mut keep_warm = Vec::new();
+    let mut keep_warm = HashSet::new();
     for a in idle {
         if let Some(left) = warm_left.get_mut(a.template.as_str()) {
             if *left > 0 {
                 *left -= 1;
-                keep_warm.push(a.name.as_str());
+                keep_warm.insert(a.name.as_str());
             }
         }
     }
@@ -359,7 +371,7 @@ fn plan_retirement(
                 AgentState::Requested | AgentState::Terminating | AgentState::Terminated => None,
                 _ => Some(terminate(agent, reason.into())),
             };
-            retiring.push(agent.name.clone());
+            retiring.insert(agent.name.clone());
             actions.extend(action);
             continue;
         };
@@ -395,7 +407,7 @@ fn plan_retirement(
                     } else {
                         template
                             .retention
-                            .retire_idle(&u, keep_warm.contains(&agent.name.as_str()))
+                            .retire_idle(&u, keep_warm.contains(agent.name.as_str()))
                     }
                 });
                 reason.map(|r: RetireReason| Action::Drain {
@@ -424,7 +436,7 @@ fn plan_retirement(
             }
         };
         if let Some(action) = action {
-            retiring.push(agent.name.clone());
+            retiring.insert(agent.name.clone());
             actions.push(action);
         }
     }

@@ -48,6 +48,9 @@ pub struct Agent {
     pub builds_seen: BTreeSet<String>,
     /// Queue items this agent was launched for (for logs).
     pub serving: Vec<u64>,
+    /// When the oldest of those items entered the queue (for the provisioning
+    /// latency: queue entry → agent online).
+    pub queued_since: Option<Instant>,
     /// Whether termination was sent to the cloud.
     pub terminate_sent: bool,
     /// Since when a once-connected agent has been disconnected while its cloud
@@ -74,6 +77,7 @@ impl Agent {
             idle_since: None,
             builds_seen: BTreeSet::new(),
             serving: Vec::new(),
+            queued_since: None,
             terminate_sent: false,
             disconnected_since: None,
         }
@@ -228,8 +232,18 @@ fn derive_state(
         Some(node) if node.is_connected() && node.is_busy() => {
             agent.set_state(if agent.draining { Draining } else { Busy }, now);
         }
-        Some(node) if node.is_connected() || (agent.ever_connected && agent.draining) => {
-            agent.set_state(if agent.draining { Draining } else { Idle }, now);
+        // A drained node reads as offline whether or not its agent is connected
+        // (Jenkins' `offline` includes temporarily offline), and a record adopted
+        // after a restart has not seen it connect: draining is enough.
+        Some(node) if node.is_connected() || agent.draining => {
+            if agent.draining && !agent.set_state(Draining, now) {
+                // Adopted (Launching/Starting) while already drained: the
+                // lifecycle goes through Idle.
+                agent.set_state(Idle, now);
+                agent.set_state(Draining, now);
+            } else if !agent.draining {
+                agent.set_state(Idle, now);
+            }
         }
         Some(_) if agent.ever_connected && !agent.draining => {
             // Lost its connection. While the cloud resource runs, give it the

@@ -4,23 +4,35 @@
 //! * [`plan`]: observe and plan, change nothing.
 //! * [`run`]: the daemon, or one pass with `--once`.
 //! * [`iam`]: the least-privilege IAM policy of a configuration.
+//! * [`check`]: probe Jenkins and the clouds with the configuration's settings.
+//! * [`simulate`]: the simulator, with the `jenkins-cloud-sim` options.
+//! * [`import_jcasc`]: convert amazon-ecs / ec2 plugin clouds from JCasC.
+//! * [`aws`]: AWS clients of a cloud.
 
+pub mod aws;
+pub mod check;
 pub mod iam;
+pub mod import_jcasc;
 pub mod plan;
 pub mod run;
+pub mod simulate;
 
 use std::sync::Arc;
 
 use jenkins_cloud_core::backend::Backend;
 use jenkins_cloud_core::jenkins::client::{
-    JenkinsClient, JenkinsClientConfig, PlaceholderTemplate,
+    DemandMode, JenkinsClient, JenkinsClientConfig, PlaceholderTemplate,
 };
 use jenkins_cloud_core::jenkins::JenkinsApi;
 use jenkins_cloud_core::layer::{MetricsBackend, MetricsSnapshot};
 use jenkins_cloud_core::memory::MemoryBackend;
 use jenkins_cloud_core::reconcile::{Caps, Pool, ReconcileConfig, Reconciler};
 use jenkins_cloud_core::strategy::{JenkinsStandard, NoDelay, ProvisioningStrategy};
+use jenkins_cloud_ec2::sdk::SdkApi;
+use jenkins_cloud_ec2::Ec2Backend;
 use jenkins_cloud_fargate::{FargateBackend, FargateConfig};
+
+use self::aws::AwsHooks;
 
 use crate::config::{CloudKind, Config, StrategyKind};
 
@@ -46,7 +58,18 @@ impl Setup {
 
 /// Builds the backend of one cloud.
 pub async fn open_backend(config: &Config, index: usize) -> Result<Arc<dyn Backend>, CommandError> {
+    open_backend_with(config, index, &AwsHooks::default()).await
+}
+
+/// Builds the backend of one cloud, with AWS client hooks (tests: emulator
+/// account header, static credentials).
+pub async fn open_backend_with(
+    config: &Config,
+    index: usize,
+    hooks: &AwsHooks,
+) -> Result<Arc<dyn Backend>, CommandError> {
     let cloud = &config.clouds[index];
+    let hooked = hooks.extra_header.is_some() || hooks.static_credentials || hooks.no_retries;
     match cloud.kind {
         CloudKind::Memory => Ok(Arc::new(MemoryBackend::new(config.owner.clone()))),
         CloudKind::Fargate => {
@@ -54,20 +77,37 @@ pub async fn open_backend(config: &Config, index: usize) -> Result<Arc<dyn Backe
             fc.family_prefix = cloud.family_prefix.clone();
             fc.region = cloud.region.clone();
             fc.endpoint_url = cloud.endpoint_url.clone();
-            let backend = FargateBackend::from_env(fc)
-                .await
-                .map_err(|e| CommandError(format!("cloud `{}`: {e}", cloud.name)))?;
+            let backend = if hooked {
+                let clients = aws::clients(cloud, hooks).await;
+                FargateBackend::with_client(fc, clients.ecs)
+            } else {
+                FargateBackend::from_env(fc).await
+            }
+            .map_err(|e| CommandError(format!("cloud `{}`: {e}", cloud.name)))?;
             Ok(Arc::new(backend))
         }
-        CloudKind::Ec2 => Err(CommandError(format!(
-            "cloud `{}`: the ec2 backend is not part of this build yet (branch ec2 not merged)",
-            cloud.name
-        ))),
+        CloudKind::Ec2 => {
+            let clients = aws::clients(cloud, hooks).await;
+            let api = Arc::new(SdkApi::new(clients.ec2, clients.ssm));
+            Ok(Arc::new(Ec2Backend::with_api(config.owner.clone(), api)))
+        }
     }
 }
 
 /// Builds the Jenkins client from the configuration (reads the API token).
 pub fn open_jenkins(config: &Config) -> Result<Arc<dyn JenkinsApi>, CommandError> {
+    Ok(Arc::new(open_jenkins_client(
+        config,
+        config.jenkins.demand_mode,
+    )?))
+}
+
+/// The concrete Jenkins client of the configuration, with the given demand mode
+/// (for `check`, which probes the script console itself).
+pub fn open_jenkins_client(
+    config: &Config,
+    demand_mode: DemandMode,
+) -> Result<JenkinsClient, CommandError> {
     let token = config.jenkins.token().map_err(CommandError)?;
     let mut jc = JenkinsClientConfig::new(
         config.jenkins.url.clone(),
@@ -76,13 +116,12 @@ pub fn open_jenkins(config: &Config) -> Result<Arc<dyn JenkinsApi>, CommandError
         config.owner.clone(),
     );
     jc.allow_insecure_http = config.jenkins.allow_insecure_http;
-    jc.demand_mode = config.jenkins.demand_mode;
+    jc.demand_mode = demand_mode;
     jc.templates = config
         .templates()
         .map(|(_, t)| PlaceholderTemplate::from(t))
         .collect();
-    let client = JenkinsClient::new(jc).map_err(|e| CommandError(format!("jenkins: {e}")))?;
-    Ok(Arc::new(client))
+    JenkinsClient::new(jc).map_err(|e| CommandError(format!("jenkins: {e}")))
 }
 
 /// The loop settings of a configuration.
@@ -141,5 +180,7 @@ pub async fn setup(config: &Config) -> Result<Setup, CommandError> {
     for i in 0..config.clouds.len() {
         backends.push(open_backend(config, i).await?);
     }
+    // Test-only hook (JENKINS_CLOUD_CRASH_POINT); a no-op when unset.
+    let (jenkins, backends) = crate::crashpoint::wrap_from_env(jenkins, backends)?;
     Ok(setup_with(config, jenkins, backends))
 }

@@ -523,7 +523,9 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
             template_names.push((t.name.clone(), raw.name.clone()));
             let problems = match raw.kind {
                 CloudKind::Fargate => fargate_problems(t, &raw.clusters),
-                CloudKind::Ec2 => Vec::new(),
+                CloudKind::Ec2 => jenkins_cloud_ec2::Ec2Spec::parse(&t.spec)
+                    .err()
+                    .unwrap_or_default(),
                 CloudKind::Memory => MemoryBackend::new(owner.clone())
                     .validate_template(t)
                     .err()

@@ -1,0 +1,63 @@
+//! Core's conformance suite against the EC2 backend on moto: one test per
+//! behaviour, each in a fresh moto account (`common::harness`).
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use common::Harness;
+use jenkins_cloud_core::backend::{Backend, CloudId, OwnerId};
+use jenkins_cloud_core::testkit::conformance::ConformanceHarness;
+use jenkins_cloud_core::AgentTemplate;
+use jenkins_cloud_ec2::Ec2Backend;
+
+/// The conformance harness: every backend it hands out shares one account.
+struct Ec2Harness {
+    harness: Harness,
+    template: AgentTemplate,
+}
+
+impl Ec2Harness {
+    async fn new() -> Self {
+        let harness = common::harness().await;
+        let template = harness.template(serde_json::json!({})).await;
+        Self { harness, template }
+    }
+}
+
+#[async_trait]
+impl ConformanceHarness for Ec2Harness {
+    async fn backend(&self, owner: OwnerId) -> Arc<dyn Backend> {
+        Arc::new(Ec2Backend::with_api(owner, self.harness.api.clone()))
+    }
+
+    fn template(&self) -> AgentTemplate {
+        self.template.clone()
+    }
+
+    fn invalid_template(&self) -> AgentTemplate {
+        let mut t = self.template.clone();
+        t.spec["instance_types"] = serde_json::json!([]);
+        t.spec["subnets"] = serde_json::json!(["not-a-subnet"]);
+        t
+    }
+
+    fn unknown_id(&self) -> CloudId {
+        CloudId("i-0123456789abcdef0".into())
+    }
+
+    /// Instances run at once in moto and terminate at once.
+    async fn settle(&self) {}
+
+    /// moto ignores RunInstances' `ClientToken` (real EC2 honours it; the
+    /// backend sends the agent's token, checked by its unit tests).
+    fn idempotent_client_tokens(&self) -> bool {
+        false
+    }
+}
+
+jenkins_cloud_core::conformance_tests!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    Ec2Harness::new().await
+);

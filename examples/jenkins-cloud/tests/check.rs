@@ -1,0 +1,389 @@
+//! `check` against the fake Jenkins controller and moto, and EC2 template
+//! validation at load time.
+
+use jenkins_cloud_cli::commands::aws::{self, AwsHooks};
+use jenkins_cloud_cli::commands::check::{check, check_jenkins, CheckReport, Level};
+use jenkins_cloud_cli::config::{CloudKind, CloudSettings, Config};
+use jenkins_cloud_core::testkit::fake_jenkins::{FakeJenkins, FakeJenkinsConfig, FakeUser};
+use jenkins_cloud_core::testkit::moto::{moto, ACCOUNT_HEADER};
+
+const ADMIN_TOKEN: &str = "11aa22bb33cc44dd55ee66ff77889900aa";
+const AGENTS_TOKEN: &str = "22bb33cc44dd55ee66ff77889900aa11bb";
+
+fn jenkins_only(url: &str, user: &str, token_var: &str, extra: &str) -> Config {
+    let text = format!(
+        r#"owner: ci-check
+jenkins: {{url: "{url}", user: {user}, token_env: {token_var}{extra}}}
+clouds:
+  - name: mem
+    kind: memory
+    templates:
+      - name: linux
+        labels: linux
+"#
+    );
+    Config::parse(&text, "check.yaml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn levels(report: &[jenkins_cloud_cli::commands::check::Finding], subject: &str) -> Vec<Level> {
+    report
+        .iter()
+        .filter(|f| f.subject.starts_with(subject))
+        .map(|f| f.level)
+        .collect()
+}
+
+#[tokio::test]
+async fn admin_user_gets_script_console_mode_and_version() {
+    std::env::set_var("JC_CHECK_ADMIN", ADMIN_TOKEN);
+    let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
+    let config = jenkins_only(fake.url(), "admin", "JC_CHECK_ADMIN", "");
+    let found = check_jenkins(&config).await;
+    assert_eq!(
+        levels(&found, "jenkins: reachable"),
+        [Level::Ok],
+        "{found:#?}"
+    );
+    let version = found
+        .iter()
+        .find(|f| f.subject == "jenkins: version")
+        .unwrap();
+    assert_eq!(version.level, Level::Ok);
+    assert!(version.message.contains("2.541.1"), "{version:?}");
+    let mode = found
+        .iter()
+        .find(|f| f.subject == "jenkins: demand mode")
+        .unwrap();
+    assert_eq!(mode.level, Level::Ok);
+    assert!(mode.message.starts_with("script console"), "{mode:?}");
+    assert!(found.iter().all(|f| f.level != Level::Fail), "{found:#?}");
+    assert!(fake.nodes().is_empty(), "check created nodes");
+}
+
+#[tokio::test]
+async fn wrong_token_fails_with_check_user_token() {
+    std::env::set_var("JC_CHECK_WRONG", "99ff99ff99ff99ff99ff99ff99ff99ff99");
+    let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
+    let config = jenkins_only(fake.url(), "admin", "JC_CHECK_WRONG", "");
+    let found = check_jenkins(&config).await;
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].level, Level::Fail);
+    assert!(found[0].message.contains("401"), "{found:?}");
+    assert!(found[0]
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("check user/token"));
+    let text = format!("{found:?}");
+    assert!(!text.contains("99ff99ff"), "the token leaked: {text}");
+}
+
+#[tokio::test]
+async fn unreachable_jenkins_fails() {
+    std::env::set_var("JC_CHECK_ADMIN2", ADMIN_TOKEN);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let config = jenkins_only(
+        &format!("http://127.0.0.1:{port}/"),
+        "admin",
+        "JC_CHECK_ADMIN2",
+        "",
+    );
+    let found = check_jenkins(&config).await;
+    assert_eq!(found[0].subject, "jenkins: reachable");
+    assert_eq!(found[0].level, Level::Fail);
+}
+
+#[tokio::test]
+async fn non_admin_user_falls_back_to_why_parsing_and_reports_placeholders() {
+    std::env::set_var("JC_CHECK_AGENTS", AGENTS_TOKEN);
+    let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
+    fake.add_user(FakeUser::agent_manager("bot", AGENTS_TOKEN));
+    let config = jenkins_only(fake.url(), "bot", "JC_CHECK_AGENTS", "");
+    let found = check_jenkins(&config).await;
+    let mode = found
+        .iter()
+        .find(|f| f.subject == "jenkins: demand mode")
+        .unwrap();
+    assert_eq!(mode.level, Level::Warn, "{mode:?}");
+    assert!(mode.message.starts_with("why-parsing"), "{mode:?}");
+    let placeholder = found
+        .iter()
+        .find(|f| f.subject == "jenkins: placeholder ci-check-linux-placeholder")
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert_eq!(placeholder.level, Level::Warn);
+    assert!(placeholder.message.starts_with("missing"));
+    assert!(
+        fake.nodes().is_empty(),
+        "check must not create placeholders"
+    );
+
+    // The same user with `demand_mode: script_console` is a FAIL.
+    let config = jenkins_only(
+        fake.url(),
+        "bot",
+        "JC_CHECK_AGENTS",
+        ", demand_mode: script_console",
+    );
+    let found = check_jenkins(&config).await;
+    let mode = found
+        .iter()
+        .find(|f| f.subject == "jenkins: demand mode")
+        .unwrap();
+    assert_eq!(mode.level, Level::Fail, "{mode:?}");
+}
+
+struct Aws {
+    hooks: AwsHooks,
+    endpoint: String,
+    subnet: String,
+    sg: String,
+    ami: String,
+}
+
+async fn aws_fixture() -> Aws {
+    let server = moto().await;
+    let hooks = AwsHooks::emulator(ACCOUNT_HEADER, server.fresh_account_id());
+    let cloud = CloudSettings {
+        name: "setup".into(),
+        kind: CloudKind::Ec2,
+        region: Some("us-east-1".into()),
+        endpoint_url: Some(server.endpoint().to_owned()),
+        account_id: None,
+        clusters: Vec::new(),
+        family_prefix: "jenkins-cloud".into(),
+        templates: Vec::new(),
+    };
+    let clients = aws::clients(&cloud, &hooks).await;
+    clients
+        .ecs
+        .create_cluster()
+        .cluster_name("ci")
+        .send()
+        .await
+        .unwrap();
+    let subnets = clients.ec2.describe_subnets().send().await.unwrap();
+    let subnet = subnets.subnets()[0].subnet_id().unwrap().to_owned();
+    let vpc = subnets.subnets()[0].vpc_id().unwrap().to_owned();
+    let sg = clients
+        .ec2
+        .create_security_group()
+        .group_name("agents")
+        .description("agents")
+        .vpc_id(vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    let images = clients
+        .ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap();
+    let ami = images.images()[0].image_id().unwrap().to_owned();
+    Aws {
+        hooks,
+        endpoint: server.endpoint().to_owned(),
+        subnet,
+        sg,
+        ami,
+    }
+}
+
+#[tokio::test]
+async fn clouds_are_probed_in_moto() {
+    std::env::set_var("JC_CHECK_CLOUDS", ADMIN_TOKEN);
+    let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
+    let a = aws_fixture().await;
+    let text = format!(
+        r#"owner: ci-check
+jenkins: {{url: "{url}", user: admin, token_env: JC_CHECK_CLOUDS}}
+clouds:
+  - name: fg
+    kind: fargate
+    region: us-east-1
+    endpoint_url: "{ep}"
+    clusters: [ci, gone]
+    defaults: {{cluster: ci, subnets: ["{subnet}"], security_groups: ["{sg}"]}}
+    templates:
+      - name: linux
+        labels: linux
+        spec:
+          image: "jenkins/inbound-agent:latest-jdk21"
+          cpu: 256
+          memory: 512
+          execution_role_arn: "arn:aws:iam::123456789012:role/agent-exec"
+      - name: untagged
+        labels: untagged
+        spec: {{image: "jenkins/inbound-agent", cpu: 256, memory: 512, subnets: [subnet-0000000000000dead]}}
+  - name: vm
+    kind: ec2
+    region: us-east-1
+    endpoint_url: "{ep}"
+    templates:
+      - name: vm-good
+        labels: vm
+        spec: {{ami: {{id: "{ami}"}}, instance_types: [t3.micro], subnets: ["{subnet}"], security_groups: ["{sg}"]}}
+      - name: vm-bad
+        labels: vm2
+        spec: {{ami: {{id: ami-0000000000000dead}}, instance_types: [t3.micro], security_groups: [sg-0000000000000dead]}}
+      - name: vm-filter
+        labels: vm3
+        spec: {{ami: {{name: "no-such-image-*", owners: [self]}}, instance_types: [t3.micro]}}
+"#,
+        url = fake.url(),
+        ep = a.endpoint,
+        subnet = a.subnet,
+        sg = a.sg,
+        ami = a.ami,
+    );
+    let config = Config::parse(&text, "check.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let report: CheckReport = check(&config, &a.hooks).await;
+    let f = &report.findings;
+    let level = |subject: &str| {
+        f.iter()
+            .find(|x| x.subject == subject)
+            .unwrap_or_else(|| panic!("no finding `{subject}` in\n{}", report.render_text()))
+            .level
+    };
+    assert_eq!(level("clouds[0] fg: cluster ci"), Level::Ok);
+    assert_eq!(level("clouds[0] fg: cluster gone"), Level::Fail);
+    assert_eq!(
+        level(&format!("clouds[0] fg: subnet {}", a.subnet)),
+        Level::Ok
+    );
+    assert_eq!(
+        level("clouds[0] fg: subnet subnet-0000000000000dead"),
+        Level::Fail
+    );
+    assert_eq!(
+        level(&format!("clouds[0] fg: security group {}", a.sg)),
+        Level::Ok
+    );
+    assert_eq!(level("clouds[0] fg: templates[0] linux: image"), Level::Ok);
+    assert_eq!(
+        level("clouds[0] fg: templates[1] untagged: image"),
+        Level::Warn
+    );
+    let role = f
+        .iter()
+        .find(|x| x.subject.starts_with("clouds[0] fg: role "))
+        .unwrap();
+    assert_eq!(role.level, Level::Warn);
+    assert!(role.message.contains("not checked: needs iam:GetRole"));
+    assert_eq!(level("clouds[1] vm: templates[0] vm-good: ami"), Level::Ok);
+    assert_eq!(level("clouds[1] vm: templates[1] vm-bad: ami"), Level::Fail);
+    assert_eq!(
+        level("clouds[1] vm: templates[2] vm-filter: ami"),
+        Level::Fail
+    );
+    assert_eq!(
+        level("clouds[1] vm: security group sg-0000000000000dead"),
+        Level::Fail
+    );
+    assert!(report.has_failures());
+    assert!(report.render_text().contains("failure(s)"));
+}
+
+#[tokio::test]
+async fn the_command_exits_non_zero_on_failure() {
+    let dir = std::env::temp_dir().join(format!("jc-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("c.yaml");
+    std::fs::write(
+        &path,
+        "owner: x\njenkins: {url: \"http://127.0.0.1:9/\", user: a, token_env: JC_CHECK_CMD}\nclouds:\n  - {name: m, kind: memory, templates: [{name: t, labels: l}]}\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_jenkins-cloud"))
+        .arg("--config")
+        .arg(&path)
+        .arg("check")
+        .env("JC_CHECK_CMD", ADMIN_TOKEN)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("FAIL jenkins: reachable"), "{stdout}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn ec2_template_problems_are_reported_at_load_with_field_and_line() {
+    let text = r#"owner: ci
+jenkins: {url: "https://j.example.com/", user: a, token_env: T}
+clouds:
+  - name: vm
+    kind: ec2
+    templates:
+      - name: bad
+        labels: vm
+        spec:
+          ami: {id: "not-an-ami"}
+          instance_types: [large]
+"#;
+    let err = Config::parse(text, "ec2.yaml").unwrap_err();
+    let ami = err
+        .problems
+        .iter()
+        .find(|p| p.field == "clouds[0].templates[0].spec.ami.id")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(ami.line, Some(10), "{err}");
+    let types = err
+        .problems
+        .iter()
+        .find(|p| {
+            p.field
+                .starts_with("clouds[0].templates[0].spec.instance_types")
+        })
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(types.line, Some(11), "{err}");
+}
+
+#[tokio::test]
+async fn an_ec2_cloud_plans_and_launches_through_the_program_setup() {
+    use jenkins_cloud_cli::commands::{self, plan, run};
+    use jenkins_cloud_cli::metrics::Metrics;
+    std::env::set_var("JC_CHECK_EC2RUN", ADMIN_TOKEN);
+    let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
+    let a = aws_fixture().await;
+    let text = format!(
+        r#"owner: ci-ec2run
+jenkins: {{url: "{url}", user: admin, token_env: JC_CHECK_EC2RUN}}
+clouds:
+  - name: vm
+    kind: ec2
+    region: us-east-1
+    endpoint_url: "{ep}"
+    templates:
+      - name: vm
+        labels: vm
+        spec: {{ami: {{id: "{ami}"}}, instance_types: [t3.micro], subnets: ["{subnet}"], security_groups: ["{sg}"]}}
+"#,
+        url = fake.url(),
+        ep = a.endpoint,
+        subnet = a.subnet,
+        sg = a.sg,
+        ami = a.ami,
+    );
+    let config = Config::parse(&text, "ec2run.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let item = fake.queue_freestyle("build-vm", "vm");
+    let backend = commands::open_backend_with(&config, 0, &a.hooks)
+        .await
+        .unwrap();
+    let jenkins = commands::open_jenkins(&config).unwrap();
+    let mut setup = commands::setup_with(&config, jenkins, vec![backend.clone()]);
+    let planned = plan::plan(&mut setup.reconciler).await.unwrap();
+    assert_eq!(planned.actions.len(), 1, "{planned:?}");
+    let report = run::once(&mut setup, &Metrics::default()).await.unwrap();
+    assert_eq!(report.act.launched.len(), 1, "{:?}", report.act);
+    assert_eq!(report.act.launched[0].serves, [item]);
+    let owned = backend.list_owned().await.unwrap();
+    assert_eq!(owned.len(), 1, "one EC2 instance in moto");
+    assert!(owned[0].id.0.starts_with("i-"));
+}
