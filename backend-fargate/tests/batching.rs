@@ -23,6 +23,35 @@ fn fast_tags(config: &mut jenkins_cloud_fargate::FargateConfig) {
 }
 
 #[tokio::test]
+async fn twenty_five_batched_agents_take_three_run_task_calls() {
+    let env = MotoEnv::new().await;
+    let counter = CallCounter::new();
+    let backend = env.backend_with("owner-c", &counter, fast_tags);
+    let mut template = env.template("batched");
+    template.spec = env.batched_spec();
+    let agents = agents("c", 25);
+    let out = backend
+        .launch(LaunchBatch {
+            template: &template,
+            jenkins: &jenkins(),
+            agents: &agents,
+        })
+        .await;
+    assert_eq!(out.len(), 25);
+    assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+    assert_eq!(
+        counter.get("RunTask"),
+        3,
+        "10 + 10 + 5: {:?}",
+        counter.snapshot()
+    );
+    let listed = backend.list_owned().await.unwrap();
+    let names: BTreeSet<_> = listed.iter().map(|i| i.agent_name.clone()).collect();
+    let wanted: BTreeSet<_> = agents.iter().map(|a| a.agent_name.clone()).collect();
+    assert_eq!(names, wanted, "every task carries its own agent's name");
+}
+
+#[tokio::test]
 async fn a_hundred_batched_agents_take_ten_run_task_calls_and_keep_their_identity() {
     let env = MotoEnv::new().await;
     let counter = CallCounter::new();

@@ -4,14 +4,10 @@
 //! to the backend; builds run; idle agents are drained and deleted.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use jenkins_cloud_core::backend::{
-    AgentTransport, Backend, BackendError, Capabilities, CloudId, CloudInstance, CloudState,
-    JenkinsEndpoint, LaunchBatch, LaunchOutcome, OwnerId, TerminateOutcome,
-};
+use jenkins_cloud_core::backend::{AgentTransport, Backend, CloudState, JenkinsEndpoint, OwnerId};
 use jenkins_cloud_core::jenkins::client::{JenkinsClient, JenkinsClientConfig};
 use jenkins_cloud_core::label::LabelSet;
 use jenkins_cloud_core::memory::{Latency, MemoryBackend};
@@ -22,48 +18,6 @@ use jenkins_cloud_core::testkit::fake_jenkins::{AgentConnection, FakeJenkins, Fa
 use jenkins_cloud_core::Secret;
 
 const TOKEN: &str = "11aa22bb33cc44dd55ee66ff77889900aa";
-
-/// The in-memory backend, remembering each agent's launch secret the way a
-/// container remembers its environment.
-#[derive(Debug)]
-struct AgentsRememberSecrets {
-    inner: MemoryBackend,
-    secrets: Mutex<BTreeMap<String, Secret>>,
-}
-
-#[async_trait]
-impl Backend for AgentsRememberSecrets {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-    fn owner(&self) -> &OwnerId {
-        self.inner.owner()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn validate_template(&self, t: &AgentTemplate) -> Result<(), Vec<String>> {
-        self.inner.validate_template(t)
-    }
-    async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {
-        {
-            let mut secrets = self.secrets.lock().unwrap();
-            for a in batch.agents {
-                secrets.insert(a.agent_name.clone(), a.secret.clone());
-            }
-        }
-        self.inner.launch(batch).await
-    }
-    async fn describe(&self, ids: &[CloudId]) -> Result<Vec<CloudInstance>, BackendError> {
-        self.inner.describe(ids).await
-    }
-    async fn terminate(&self, ids: &[CloudId], reason: &str) -> Vec<TerminateOutcome> {
-        self.inner.terminate(ids, reason).await
-    }
-    async fn list_owned(&self) -> Result<Vec<CloudInstance>, BackendError> {
-        self.inner.list_owned().await
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_loop_provisions_runs_and_retires_agents_over_http() {
@@ -80,12 +34,11 @@ async fn the_loop_provisions_runs_and_retires_agents_over_http() {
         owner.clone(),
     ))
     .unwrap();
-    let backend = Arc::new(AgentsRememberSecrets {
-        inner: MemoryBackend::new(owner.clone())
+    let backend = Arc::new(
+        MemoryBackend::new(owner.clone())
             .with_start_latency(Latency::Fixed(Duration::from_millis(200)))
             .with_stop_latency(Duration::from_millis(50)),
-        secrets: Mutex::default(),
-    });
+    );
     let mut linux = AgentTemplate::new("linux", LabelSet::parse("linux docker"));
     linux.retention.idle_timeout = Some(Duration::from_millis(500));
     let mut arm = AgentTemplate::new("arm", LabelSet::parse("arm64"));
@@ -131,7 +84,14 @@ async fn the_loop_provisions_runs_and_retires_agents_over_http() {
             let name = instance.agent_name.clone();
             match instance.state {
                 CloudState::Running if !connections.contains_key(&name) => {
-                    let secret = backend.secrets.lock().unwrap()[&name].clone();
+                    // The secret the loop fetched over HTTP and launched the agent with.
+                    let secret = backend
+                        .cloud()
+                        .instances()
+                        .into_iter()
+                        .find(|r| r.instance.agent_name == name)
+                        .map(|r| r.secret)
+                        .expect("launched instance");
                     let conn = fake
                         .connect_agent(&name, secret.expose())
                         .expect("agent connects");
@@ -199,7 +159,6 @@ async fn the_loop_provisions_runs_and_retires_agents_over_http() {
         .all(|i| i.state.is_gone()));
     assert!(
         backend
-            .inner
             .cloud()
             .instances()
             .iter()

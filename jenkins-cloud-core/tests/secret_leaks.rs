@@ -12,10 +12,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use jenkins_cloud_core::backend::{
-    AgentLaunch, AgentTransport, Backend, BackendError, Capabilities, CloudId, CloudInstance,
-    CloudState, JenkinsEndpoint, LaunchBatch, LaunchOutcome, OwnerId, TerminateOutcome,
+    AgentLaunch, AgentTransport, Backend, CloudId, CloudState, JenkinsEndpoint, LaunchBatch,
+    OwnerId,
 };
 use jenkins_cloud_core::jenkins::client::{JenkinsClient, JenkinsClientConfig};
 use jenkins_cloud_core::jenkins::{JenkinsApi, NodeMarker};
@@ -87,48 +86,15 @@ fn base64(input: &[u8]) -> String {
     out
 }
 
-// ---------------------------------------------------------------------------
-// The backend: the in-memory one, remembering each agent's launch secret the
-// way a container remembers its environment.
-
-#[derive(Debug)]
-struct AgentsRememberSecrets {
-    inner: MemoryBackend,
-    secrets: Mutex<BTreeMap<String, Secret>>,
-}
-
-#[async_trait]
-impl Backend for AgentsRememberSecrets {
-    fn kind(&self) -> &str {
-        self.inner.kind()
-    }
-    fn owner(&self) -> &OwnerId {
-        self.inner.owner()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn validate_template(&self, t: &AgentTemplate) -> Result<(), Vec<String>> {
-        self.inner.validate_template(t)
-    }
-    async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {
-        {
-            let mut secrets = self.secrets.lock().unwrap();
-            for a in batch.agents {
-                secrets.insert(a.agent_name.clone(), a.secret.clone());
-            }
-        }
-        self.inner.launch(batch).await
-    }
-    async fn describe(&self, ids: &[CloudId]) -> Result<Vec<CloudInstance>, BackendError> {
-        self.inner.describe(ids).await
-    }
-    async fn terminate(&self, ids: &[CloudId], reason: &str) -> Vec<TerminateOutcome> {
-        self.inner.terminate(ids, reason).await
-    }
-    async fn list_owned(&self) -> Result<Vec<CloudInstance>, BackendError> {
-        self.inner.list_owned().await
-    }
+/// The secret the loop launched `agent` with (what its container would hold).
+fn launch_secret(memory: &MemoryBackend, agent: &str) -> Secret {
+    memory
+        .cloud()
+        .instances()
+        .into_iter()
+        .find(|r| r.instance.agent_name == agent)
+        .map(|r| r.secret)
+        .expect("launched instance")
 }
 
 fn client_config(url: &str, token: &str) -> JenkinsClientConfig {
@@ -180,10 +146,7 @@ async fn no_token_or_agent_secret_in_logs_debug_errors_or_metrics() {
         .with_stop_latency(Duration::from_millis(50));
     memory.fail_next_launches(1, ErrorClass::Transient);
     let foreign_id = foreign_instance(&memory).await;
-    let backend = Arc::new(AgentsRememberSecrets {
-        inner: memory.clone(),
-        secrets: Mutex::default(),
-    });
+    let backend = Arc::new(memory.clone());
     let metrics = Arc::new(MetricsBackend::new(backend.clone()));
     let mut linux = AgentTemplate::new("linux", LabelSet::parse("linux docker"));
     linux.retention.idle_timeout = Some(Duration::from_millis(400));
@@ -260,7 +223,7 @@ async fn no_token_or_agent_secret_in_logs_debug_errors_or_metrics() {
             let name = instance.agent_name.clone();
             match instance.state {
                 CloudState::Running if !connections.contains_key(&name) => {
-                    let secret = backend.secrets.lock().unwrap()[&name].clone();
+                    let secret = launch_secret(&memory, &name);
                     if let Ok(conn) = fake.connect_agent(&name, secret.expose()) {
                         connections.insert(name, conn);
                     }
@@ -307,7 +270,14 @@ async fn no_token_or_agent_secret_in_logs_debug_errors_or_metrics() {
         base64(format!("admin:{TOKEN}").as_bytes()),
         base64(format!("admin:{WRONG_TOKEN}").as_bytes()),
     ];
-    let secrets = backend.secrets.lock().unwrap().clone();
+    // The secret each agent was launched with (a failed launch leaves no instance).
+    let secrets: BTreeMap<String, Secret> = memory
+        .cloud()
+        .instances()
+        .into_iter()
+        .filter(|r| r.owner == owner)
+        .map(|r| (r.instance.agent_name, r.secret))
+        .collect();
     assert!(secrets.len() >= 4, "agents were launched: {secrets:?}");
     for (name, secret) in &secrets {
         assert_eq!(secret.expose(), fake.secret_for(name), "{name}");

@@ -19,6 +19,7 @@
 //! random is seeded, so a seed gives the same [`Report`] every time.
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod ecs;
 pub mod import;
 pub mod model;

@@ -351,6 +351,7 @@ impl MemoryBackend {
                 agent_name: agent.agent_name.clone(),
                 template: batch.template.name.clone(),
                 client_token: token.clone(),
+                secret: agent.secret.clone(),
                 launched_at: now,
                 running_at,
                 stop_latency: spec.stop_latency.unwrap_or(cfg.stop_latency),

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::backend::{CloudId, CloudInstance, CloudState, OwnerId};
 use crate::memory::MemoryJenkins;
+use crate::secret::Secret;
 
 /// The wall-clock time tokio time zero maps to by default: 2025-01-01T00:00:00Z.
 pub const DEFAULT_EPOCH_SECS: u64 = 1_735_689_600;
@@ -59,6 +60,9 @@ pub struct InstanceRecord {
     pub client_token: String,
     /// The reason given to terminate it, if it was terminated.
     pub stop_reason: Option<String>,
+    /// The agent secret it was started with (what a container or instance
+    /// would hold in its environment); for tests that play the agent.
+    pub secret: Secret,
 }
 
 #[derive(Debug)]
@@ -67,6 +71,7 @@ pub(super) struct Instance {
     pub(super) agent_name: String,
     pub(super) template: String,
     pub(super) client_token: String,
+    pub(super) secret: Secret,
     pub(super) launched_at: Instant,
     pub(super) running_at: Instant,
     pub(super) stop_latency: Duration,
@@ -300,6 +305,7 @@ impl MemoryCloud {
                 instance: inner.describe(id, i, now),
                 client_token: i.client_token.clone(),
                 stop_reason: i.stop_reason.clone(),
+                secret: i.secret.clone(),
             })
             .collect()
     }
