@@ -390,18 +390,7 @@ impl FargateBackend {
                 Err(e) => tracing::error!(error = %e, "batched launch task panicked"),
             }
         }
-        batch
-            .agents
-            .iter()
-            .zip(results)
-            .map(|(agent, result)| {
-                let result = result.unwrap_or_else(|| Err(Error::Internal("launch task did not finish".into())));
-                if let Err(err) = &result {
-                    tracing::warn!(agent = %agent.agent_name, class = %err.class(), error = %err, "launch failed");
-                }
-                LaunchOutcome { agent_name: agent.agent_name.clone(), result: result.map_err(BackendError::from) }
-            })
-            .collect()
+        outcomes(batch.agents, results)
     }
 }
 
@@ -552,18 +541,7 @@ impl Backend for FargateBackend {
                 Err(e) => tracing::error!(error = %e, "launch task panicked"),
             }
         }
-        batch
-            .agents
-            .iter()
-            .zip(results)
-            .map(|(agent, result)| {
-                let result = result.unwrap_or_else(|| Err(Error::Internal("launch task did not finish".into())));
-                if let Err(err) = &result {
-                    tracing::warn!(agent = %agent.agent_name, class = %err.class(), error = %err, "launch failed");
-                }
-                LaunchOutcome { agent_name: agent.agent_name.clone(), result: result.map_err(BackendError::from) }
-            })
-            .collect()
+        outcomes(batch.agents, results)
     }
 
     async fn describe(&self, ids: &[CloudId]) -> Result<Vec<CloudInstance>, BackendError> {
@@ -678,3 +656,31 @@ mod tests;
 #[cfg(test)]
 #[path = "batch_tests.rs"]
 mod batch_tests;
+
+/// One outcome per agent, in order; an agent whose launch task did not finish
+/// (it panicked) gets an internal error. Failures are logged once here.
+fn outcomes(
+    agents: &[jenkins_cloud_core::backend::AgentLaunch],
+    results: Vec<Option<Result<CloudId, Error>>>,
+) -> Vec<LaunchOutcome> {
+    agents
+        .iter()
+        .zip(results)
+        .map(|(agent, result)| {
+            let result =
+                result.unwrap_or_else(|| Err(Error::Internal("launch task did not finish".into())));
+            if let Err(err) = &result {
+                tracing::warn!(
+                    agent = %agent.agent_name,
+                    class = %err.class(),
+                    error = %err,
+                    "launch failed"
+                );
+            }
+            LaunchOutcome {
+                agent_name: agent.agent_name.clone(),
+                result: result.map_err(BackendError::from),
+            }
+        })
+        .collect()
+}
