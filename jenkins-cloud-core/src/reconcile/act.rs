@@ -327,7 +327,6 @@ impl Reconciler {
                     Some(Ok(())) => {
                         tracing::info!(agent, cloud_id = %id, reason, "terminating");
                         if let Some(a) = self.agents.get_mut(agent) {
-                            a.terminate_sent = true;
                             a.cloud_state = Some(CloudState::Stopping);
                         }
                         self.delete_node(agent, reason, now, report).await;

@@ -51,8 +51,6 @@ pub struct Agent {
     /// When the oldest of those items entered the queue (for the provisioning
     /// latency: queue entry → agent online).
     pub queued_since: Option<Instant>,
-    /// Whether termination was sent to the cloud.
-    pub terminate_sent: bool,
     /// Since when a once-connected agent has been disconnected while its cloud
     /// resource runs (it may reconnect: WebSocket agents retry by themselves).
     pub disconnected_since: Option<Instant>,
@@ -78,7 +76,6 @@ impl Agent {
             builds_seen: BTreeSet::new(),
             serving: Vec::new(),
             queued_since: None,
-            terminate_sent: false,
             disconnected_since: None,
         }
     }
