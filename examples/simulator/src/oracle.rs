@@ -11,7 +11,7 @@
 
 use jenkins_cloud_core::label::{LabelExpr, LabelSet};
 
-use crate::report::{StrategyReport, WaitStats};
+use crate::report::{waits_by_label, StrategyReport, WaitStats};
 use crate::{SimError, SimOptions};
 
 pub(crate) fn oracle(options: &SimOptions) -> Result<StrategyReport, SimError> {
@@ -33,6 +33,7 @@ pub(crate) fn oracle(options: &SimOptions) -> Result<StrategyReport, SimError> {
         ));
     }
     let mut waits = Vec::new();
+    let mut labelled = Vec::new();
     let mut cost = 0.0;
     let mut unstarted = 0;
     let mut launches = 0;
@@ -54,6 +55,7 @@ pub(crate) fn oracle(options: &SimOptions) -> Result<StrategyReport, SimError> {
         let start = min.as_secs_f64() + rng.u64(0..=span) as f64 / 1000.0;
         let wait = start + profile.connect().as_secs_f64();
         waits.push(wait);
+        labelled.push((expr.as_ref().map(ToString::to_string), wait));
         cost += b.duration_s * hourly / 3600.0;
         launches += 1;
         end = end.max(b.submit_s + wait + b.duration_s);
@@ -63,6 +65,7 @@ pub(crate) fn oracle(options: &SimOptions) -> Result<StrategyReport, SimError> {
     Ok(StrategyReport {
         name: "oracle".into(),
         waits: WaitStats::of(&mut waits),
+        waits_by_label: waits_by_label(labelled),
         agent_hours: build_hours,
         idle_agent_hours: 0.0,
         cost,

@@ -45,6 +45,39 @@ impl WaitStats {
     }
 }
 
+/// Queue waits of the builds that asked for one label expression.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelWaits {
+    /// The label expression as Jenkins would print it; [`ANY_LABEL`] for builds
+    /// that asked for no label.
+    pub label: String,
+    /// Their waits.
+    pub waits: WaitStats,
+}
+
+/// How [`LabelWaits::label`] names builds without a label expression.
+pub const ANY_LABEL: &str = "(any)";
+
+/// Groups `(label, wait)` pairs into per-label statistics, sorted by label.
+pub(crate) fn waits_by_label(
+    waits: impl IntoIterator<Item = (Option<String>, f64)>,
+) -> Vec<LabelWaits> {
+    let mut groups: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
+    for (label, wait) in waits {
+        groups
+            .entry(label.unwrap_or_else(|| ANY_LABEL.to_owned()))
+            .or_default()
+            .push(wait);
+    }
+    groups
+        .into_iter()
+        .map(|(label, mut w)| LabelWaits {
+            label,
+            waits: WaitStats::of(&mut w),
+        })
+        .collect()
+}
+
 /// One point of the over-time series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Sample {
@@ -65,6 +98,8 @@ pub struct StrategyReport {
     pub name: String,
     /// Queue waits.
     pub waits: WaitStats,
+    /// Queue waits per label expression of the trace, sorted by label.
+    pub waits_by_label: Vec<LabelWaits>,
     /// Hours instances existed (pending, running, stopping).
     pub agent_hours: f64,
     /// Executor-hours running without a build (includes the agent's connect time).
@@ -94,6 +129,16 @@ pub struct StrategyReport {
     /// Wall-clock time the simulation took (not in JSON: not deterministic).
     #[serde(skip)]
     pub wall: Duration,
+}
+
+impl StrategyReport {
+    /// The waits of builds that asked for `label` (as in [`LabelWaits::label`]).
+    pub fn label_waits(&self, label: &str) -> Option<&WaitStats> {
+        self.waits_by_label
+            .iter()
+            .find(|l| l.label == label)
+            .map(|l| &l.waits)
+    }
 }
 
 /// The whole comparison.
@@ -194,6 +239,53 @@ impl Report {
             .collect();
         for n in notes {
             let _ = writeln!(out, "  {n}");
+        }
+        out.push_str(&self.label_table());
+        out
+    }
+
+    /// p95 queue wait per label (rows) and strategy (columns); empty when the
+    /// trace has a single label.
+    pub fn label_table(&self) -> String {
+        let mut labels: Vec<&str> = self
+            .strategies
+            .iter()
+            .flat_map(|s| s.waits_by_label.iter().map(|l| l.label.as_str()))
+            .collect();
+        labels.sort_unstable();
+        labels.dedup();
+        let mut out = String::new();
+        if labels.len() < 2 {
+            return out;
+        }
+        let width = labels.iter().map(|l| l.len()).max().unwrap_or(0).max(18);
+        let _ = write!(out, "\n{:<width$} {:>6}", "p95 wait s by label", "builds");
+        for s in &self.strategies {
+            let _ = write!(out, " {:>w$}", s.name, w = s.name.len().max(7));
+        }
+        out.push('\n');
+        for label in labels {
+            // Re-queued items add to a strategy's count: the smallest is the trace's.
+            let count = self
+                .strategies
+                .iter()
+                .filter_map(|s| s.label_waits(label))
+                .map(|w| w.count)
+                .min()
+                .unwrap_or(0);
+            let _ = write!(out, "{label:<width$} {count:>6}");
+            for s in &self.strategies {
+                let w = s.name.len().max(7);
+                match s.label_waits(label) {
+                    Some(stats) => {
+                        let _ = write!(out, " {:>w$.1}", stats.p95);
+                    }
+                    None => {
+                        let _ = write!(out, " {:>w$}", "-");
+                    }
+                }
+            }
+            out.push('\n');
         }
         out
     }

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::ecs::AmazonEcsPlugin;
 use crate::model::{Kind, Profile};
-use crate::report::{Sample, StrategyReport, WaitStats};
+use crate::report::{waits_by_label, Sample, StrategyReport, WaitStats};
 use crate::{SimError, SimOptions, StrategyKind};
 
 struct TemplateWorld<'a> {
@@ -261,19 +261,25 @@ async fn simulate_async(
     let end = Instant::now();
     let history = jenkins.history();
     let mut waits = Vec::new();
+    let mut labelled = Vec::new();
     let mut build_seconds = 0.0;
     let mut unstarted = 0;
     let mut used_nodes = BTreeSet::new();
     for r in &history {
+        let wait = r
+            .started_at
+            .unwrap_or(end)
+            .duration_since(r.submitted_at)
+            .as_secs_f64();
+        waits.push(wait);
+        labelled.push((r.label.as_ref().map(ToString::to_string), wait));
         match r.started_at {
             Some(s) => {
-                waits.push(s.duration_since(r.submitted_at).as_secs_f64());
                 build_seconds += r.finished_at.unwrap_or(end).duration_since(s).as_secs_f64();
                 used_nodes.extend(r.node.clone());
             }
             None => {
                 unstarted += 1;
-                waits.push(end.duration_since(r.submitted_at).as_secs_f64());
             }
         }
     }
@@ -298,6 +304,7 @@ async fn simulate_async(
     Ok(StrategyReport {
         name: kind.name().to_owned(),
         waits: WaitStats::of(&mut waits),
+        waits_by_label: waits_by_label(labelled),
         agent_hours: agent_s / 3600.0,
         idle_agent_hours: ((executor_running_s - build_seconds) / 3600.0).max(0.0),
         cost,

@@ -228,3 +228,49 @@ fn derived_templates_cover_an_imported_trace() {
         .0
         .contains("`!windows`"));
 }
+
+#[test]
+fn waits_per_label_partition_the_waits() {
+    let mut trace = mixed_trace(5, 30);
+    trace.push(TraceBuild {
+        label: None,
+        ..build(60.0, "", 120.0)
+    });
+    let report = run(&options(
+        trace.clone(),
+        fixed_model(),
+        &[StrategyKind::Default, StrategyKind::Oracle],
+    ))
+    .unwrap();
+    let mut want: Vec<String> = trace
+        .iter()
+        .map(|b| b.label.clone().unwrap_or_else(|| "(any)".into()))
+        .collect();
+    want.sort();
+    want.dedup();
+    for s in &report.strategies {
+        let labels: Vec<&str> = s.waits_by_label.iter().map(|l| l.label.as_str()).collect();
+        assert_eq!(labels, want, "{}", s.name);
+        let count: usize = s.waits_by_label.iter().map(|l| l.waits.count).sum();
+        assert_eq!(count, s.waits.count, "{}", s.name);
+        let max = s
+            .waits_by_label
+            .iter()
+            .map(|l| l.waits.max)
+            .fold(0.0, f64::max);
+        assert_eq!(max, s.waits.max, "{}", s.name);
+    }
+    // Fixed latencies: the oracle waits 30 s + 5 s on every label.
+    let oracle = report.strategy("oracle").unwrap();
+    assert!(oracle
+        .waits_by_label
+        .iter()
+        .all(|l| l.waits.p50 == 35.0 && l.waits.max == 35.0));
+    let table = report.table();
+    for label in &want {
+        assert!(
+            table.lines().any(|l| l.starts_with(label.as_str())),
+            "{label} missing from\n{table}"
+        );
+    }
+}
