@@ -34,6 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use jenkins_cloud_core::label::{LabelExpr, LabelSet};
+use jenkins_cloud_core::memory::{Latency, WarmPool};
 use jenkins_cloud_core::retention::{MinIdleWindow, RetentionPolicy};
 use serde::{Deserialize, Serialize};
 
@@ -122,7 +123,9 @@ pub enum StrategyKind {
     /// after it): the recommended setting when cost matters most.
     OneShot,
     /// Our default plus warm pools: one idle agent per template at all times,
-    /// four for the first template on weekdays 08:30–18:00.
+    /// four for the first template on weekdays 08:30–18:00; EC2 templates
+    /// also keep up to [`EC2_WARM_POOL_STOPPED`] stopped instances to restart
+    /// (when their profile has `restart_latency_s`).
     WarmPool,
     /// Jenkins core's NodeProvisioner with its StandardStrategy, 5-minute idle timeout.
     JenkinsStandard,
@@ -192,6 +195,22 @@ impl StrategyKind {
             StrategyKind::Default | StrategyKind::JenkinsStandard | StrategyKind::Oracle => {}
         }
         r
+    }
+}
+
+/// Stopped instances the `warm-pool` strategy keeps per EC2 template: retiring
+/// agents stop into the pool up to this many, launches restart them.
+pub const EC2_WARM_POOL_STOPPED: usize = 10;
+
+impl StrategyKind {
+    /// The stopped-instance pool this strategy gives a template of `profile`:
+    /// `warm-pool` on EC2 profiles with a restart latency, else none.
+    pub(crate) fn stopped_pool(self, profile: &model::Profile) -> Option<WarmPool> {
+        let (min, max) = profile.restart_range()?;
+        (self == StrategyKind::WarmPool && profile.kind == model::Kind::Ec2).then_some(WarmPool {
+            max_stopped: EC2_WARM_POOL_STOPPED,
+            restart_latency: Latency::Uniform { min, max },
+        })
     }
 }
 

@@ -3,8 +3,10 @@
 //! A model has price tables (Fargate per vCPU-hour and GB-hour for x86 and ARM,
 //! EC2 per instance-hour by type, spot discounts, the minimum billed seconds)
 //! and named *profiles*, each a kind of agent: its price inputs, start latency
-//! range, connect and stop latencies and, for spot, an interruption rate. The
-//! built-in model is `models/aws.json`; keys starting with `_` are comments.
+//! range, connect and stop latencies, for spot an interruption rate and, for
+//! EC2, the restart latency of a stopped instance and the volume billed while
+//! stopped (a warm pool). The built-in model is `models/aws.json`; keys
+//! starting with `_` are comments.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -58,7 +60,15 @@ pub struct Ec2Prices {
     pub instance_hour: BTreeMap<String, f64>,
     /// Fraction taken off for spot instances.
     pub spot_discount: f64,
+    /// Dollars per GB-month of EBS volume: what a stopped instance costs
+    /// (times its profile's `volume_gb`). Required when a profile sets
+    /// `volume_gb`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ebs_gb_month: Option<f64>,
 }
+
+/// Hours in a month for GB-month prices (AWS prorates storage over 730 h).
+pub const HOURS_PER_MONTH: f64 = 730.0;
 
 /// Which service runs the agent (decides what is billed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,6 +109,15 @@ pub struct Profile {
     /// Spot interruptions per running hour (probability rate).
     #[serde(default)]
     pub interruptions_per_hour: f64,
+    /// EC2 only: restart of a stopped instance → running, uniformly between
+    /// the two values (seconds). Without it, the `warm-pool` strategy keeps no
+    /// stopped instances for this profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_latency_s: Option<[f64; 2]>,
+    /// EC2 only: GB of EBS volume a stopped instance keeps (billed at
+    /// `ec2.ebs_gb_month` while stopped). Required with `restart_latency_s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_gb: Option<f64>,
     /// Comments and unknown keys (checked: only `_`-prefixed keys allowed).
     #[serde(flatten, skip_serializing)]
     pub extra: BTreeMap<String, Value>,
@@ -118,6 +137,12 @@ impl Profile {
     /// Stop latency.
     pub fn stop(&self) -> Duration {
         secs(self.stop_latency_s)
+    }
+
+    /// Shortest and longest restart latency of a stopped instance, if the
+    /// profile can be restarted.
+    pub fn restart_range(&self) -> Option<(Duration, Duration)> {
+        self.restart_latency_s.map(|[lo, hi]| (secs(lo), secs(hi)))
     }
 }
 
@@ -209,11 +234,73 @@ impl Model {
             if let Err(e) = self.hourly_price(p) {
                 problems.push(format!("{at}{e}"));
             }
+            self.validate_stopped(name, p, &mut problems);
         }
         if problems.is_empty() {
             Ok(())
         } else {
             Err(ModelError(problems.join("; ")))
+        }
+    }
+
+    /// Checks the warm-pool fields of profile `name`: EC2 only, restart range
+    /// valid, a volume (and its price) to bill stopped time with.
+    fn validate_stopped(&self, name: &str, p: &Profile, problems: &mut Vec<String>) {
+        let at = format!("profiles.{name}.");
+        if p.kind == Kind::Fargate {
+            for (field, set) in [
+                ("restart_latency_s", p.restart_latency_s.is_some()),
+                ("volume_gb", p.volume_gb.is_some()),
+            ] {
+                if set {
+                    problems.push(format!(
+                        "{at}{field}: only for kind ec2 (a Fargate task cannot be stopped and restarted)"
+                    ));
+                }
+            }
+            return;
+        }
+        if let Some([lo, hi]) = p.restart_latency_s {
+            for (i, v) in [lo, hi].into_iter().enumerate() {
+                if !(v.is_finite() && v >= 0.0) {
+                    problems.push(format!(
+                        "{at}restart_latency_s[{i}]: must be a non-negative number, found {v}"
+                    ));
+                }
+            }
+            if lo > hi {
+                problems.push(format!(
+                    "{at}restart_latency_s: minimum {lo} is above maximum {hi}"
+                ));
+            }
+            if p.volume_gb.is_none() {
+                problems.push(format!(
+                    "{at}volume_gb: required with restart_latency_s (a stopped instance is billed for its volume)"
+                ));
+            }
+        }
+        if let Some(gb) = p.volume_gb {
+            if !(gb.is_finite() && gb > 0.0) {
+                problems.push(format!("{at}volume_gb: must be above zero, found {gb}"));
+            }
+            match self.ec2.ebs_gb_month {
+                None => problems.push(format!(
+                    "ec2.ebs_gb_month: required by {at}volume_gb (the price of a stopped instance's volume)"
+                )),
+                Some(price) if !(price.is_finite() && price >= 0.0) => problems.push(format!(
+                    "ec2.ebs_gb_month: must be a non-negative number, found {price}"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Dollars per hour one stopped instance of `p` costs (its volume's
+    /// storage): `volume_gb × ec2.ebs_gb_month / 730`; zero without a volume.
+    pub fn stopped_hourly_price(&self, p: &Profile) -> f64 {
+        match (p.kind, p.volume_gb, self.ec2.ebs_gb_month) {
+            (Kind::Ec2, Some(gb), Some(price)) => gb * price / HOURS_PER_MONTH,
+            _ => 0.0,
         }
     }
 
@@ -273,7 +360,8 @@ impl Model {
     /// Seconds billed for time spent `pending`, `running` and `stopping` (one
     /// instance or a sum over many): Fargate bills all three (from the image
     /// pull until stopped), EC2 only running. The per-instance minimum is
-    /// [`Model::minimum_top_up`].
+    /// [`Model::minimum_top_up`]; time stopped in a warm pool is priced apart,
+    /// at [`Model::stopped_hourly_price`].
     pub fn billable_seconds(&self, kind: Kind, pending: f64, running: f64, stopping: f64) -> f64 {
         match kind {
             Kind::Fargate => pending + running + stopping,
@@ -314,6 +402,64 @@ mod tests {
         assert_eq!(m.minimum_top_up(35.0), 25.0);
         assert_eq!(m.minimum_top_up(0.0), 0.0);
         assert_eq!(m.minimum_top_up(100.0), 0.0);
+    }
+
+    #[test]
+    fn ec2_restart_and_stopped_storage_are_modelled() {
+        let m = Model::builtin();
+        let ec2 = m.profile("ec2-m6i-large").unwrap();
+        assert_eq!(
+            ec2.restart_range(),
+            Some((Duration::from_secs(19), Duration::from_secs(23)))
+        );
+        let stopped = m.stopped_hourly_price(ec2);
+        assert!((stopped - 30.0 * 0.08 / 730.0).abs() < 1e-12, "{stopped}");
+        let small = m.profile("fargate-small").unwrap();
+        assert_eq!(small.restart_range(), None);
+        assert_eq!(m.stopped_hourly_price(small), 0.0);
+    }
+
+    #[test]
+    fn restart_and_volume_errors_name_the_field() {
+        let mut v: Value = serde_json::from_str(BUILTIN_MODEL).unwrap();
+        v["profiles"]["fargate-small"]["restart_latency_s"] = serde_json::json!([10, 20]);
+        v["profiles"]["fargate-arm"]["volume_gb"] = 8.into();
+        v["profiles"]["ec2-m6i-large"]["restart_latency_s"] = serde_json::json!([-1, -2]);
+        let e = Model::parse(&v.to_string()).unwrap_err().to_string();
+        for want in [
+            "profiles.fargate-small.restart_latency_s: only for kind ec2",
+            "profiles.fargate-arm.volume_gb: only for kind ec2",
+            "profiles.ec2-m6i-large.restart_latency_s[0]: must be a non-negative number, found -1",
+            "profiles.ec2-m6i-large.restart_latency_s: minimum -1 is above maximum -2",
+        ] {
+            assert!(e.contains(want), "{want} not in {e}");
+        }
+        let mut v: Value = serde_json::from_str(BUILTIN_MODEL).unwrap();
+        v["profiles"]["ec2-m6i-large"]
+            .as_object_mut()
+            .unwrap()
+            .remove("volume_gb");
+        let e = Model::parse(&v.to_string()).unwrap_err().to_string();
+        assert!(
+            e.contains("profiles.ec2-m6i-large.volume_gb: required with restart_latency_s"),
+            "{e}"
+        );
+        let mut v: Value = serde_json::from_str(BUILTIN_MODEL).unwrap();
+        v["ec2"].as_object_mut().unwrap().remove("ebs_gb_month");
+        v["profiles"]["ec2-m6i-large"]["volume_gb"] = 0.into();
+        let e = Model::parse(&v.to_string()).unwrap_err().to_string();
+        assert!(
+            e.contains("ec2.ebs_gb_month: required by profiles.ec2-m6i-large.volume_gb"),
+            "{e}"
+        );
+        assert!(
+            e.contains("profiles.ec2-m6i-large.volume_gb: must be above zero, found 0"),
+            "{e}"
+        );
+        let mut v: Value = serde_json::from_str(BUILTIN_MODEL).unwrap();
+        v["profiles"]["ec2-m6i-large"]["restart_latency_s"] = "soon".into();
+        let e = Model::parse(&v.to_string()).unwrap_err().to_string();
+        assert!(e.contains("invalid type"), "{e}");
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use jenkins_cloud_core::backend::{AgentTransport, Backend, CloudState, JenkinsEndpoint, OwnerId};
+use jenkins_cloud_core::backend::{
+    AgentTransport, Backend, CloudId, CloudState, JenkinsEndpoint, OwnerId,
+};
 use jenkins_cloud_core::label::{LabelExpr, LabelSet};
 use jenkins_cloud_core::memory::{
     BuildOutcome, Latency, MemoryBackend, MemoryCloud, MemoryJenkins, Submission,
@@ -25,6 +27,8 @@ use crate::{SimError, SimOptions, StrategyKind};
 struct TemplateWorld<'a> {
     profile: &'a Profile,
     hourly: f64,
+    /// Dollars per hour of a stopped (warm-pool) instance.
+    stopped_hourly: f64,
     executors: u32,
     backend: MemoryBackend,
 }
@@ -81,11 +85,14 @@ async fn simulate_async(
             .map_err(|e| SimError(format!("profiles.{}.{e}", t.profile)))?;
         let (min, max) = profile.start_range();
         let backend_owner = OwnerId::new(format!("sim-t{i}")).expect("valid owner");
-        let backend = MemoryBackend::on_cloud(cloud.clone(), backend_owner)
+        let mut backend = MemoryBackend::on_cloud(cloud.clone(), backend_owner)
             .with_seed(options.seed.wrapping_mul(1_000_003).wrapping_add(i as u64))
             .with_start_latency(Latency::Uniform { min, max })
             .with_connect_latency(profile.connect())
             .with_stop_latency(profile.stop());
+        if let Some(pool) = kind.stopped_pool(profile) {
+            backend = backend.with_warm_pool(pool);
+        }
         let mut template = AgentTemplate::new(t.name.clone(), LabelSet::parse(&t.labels));
         template.executors = t.executors;
         template.retention = kind.retention(i);
@@ -100,6 +107,7 @@ async fn simulate_async(
         worlds.push(TemplateWorld {
             profile,
             hourly,
+            stopped_hourly: options.model.stopped_hourly_price(profile),
             executors: t.executors,
             backend,
         });
@@ -143,7 +151,9 @@ async fn simulate_async(
     let mut next_pass = start;
     let mut next_sample = start;
     let mut samples = Vec::new();
-    let mut launched: BTreeMap<String, (Instant, usize)> = BTreeMap::new();
+    // Agent → (launch pass, template, restarted a stopped instance).
+    let mut launched: BTreeMap<String, (Instant, usize, bool)> = BTreeMap::new();
+    let mut cloud_ids: BTreeSet<CloudId> = BTreeSet::new();
     let mut alive: BTreeSet<String> = BTreeSet::new();
     let mut ever_launched: BTreeSet<String> = BTreeSet::new();
     let mut top_up_cost = 0.0;
@@ -179,7 +189,8 @@ async fn simulate_async(
                             .unwrap_or(0);
                         ever_launched.insert(l.agent.clone());
                         alive.insert(l.agent.clone());
-                        launched.insert(l.agent, (now, index));
+                        let restarted = !cloud_ids.insert(l.cloud_id);
+                        launched.insert(l.agent, (now, index, restarted));
                     }
                 }
                 Err(_) => pass_errors += 1,
@@ -197,12 +208,17 @@ async fn simulate_async(
                 .collect();
             for name in gone {
                 alive.remove(&name);
-                if let Some((t0, i)) = launched.remove(&name) {
+                if let Some((t0, i, restarted)) = launched.remove(&name) {
+                    // Per life: an EC2 restart starts a billing period (and minimum) of its own.
                     let w = &worlds[i];
                     let lifetime = now.duration_since(t0).as_secs_f64();
+                    let start = match w.profile.restart_range() {
+                        Some((min, _)) if restarted => min,
+                        _ => w.profile.start_range().0,
+                    };
                     let billed = match w.profile.kind {
                         Kind::Fargate => lifetime,
-                        Kind::Ec2 => (lifetime - w.profile.start_range().0.as_secs_f64()).max(0.0),
+                        Kind::Ec2 => (lifetime - start.as_secs_f64()).max(0.0),
                     };
                     top_up_cost += options.model.minimum_top_up(billed) * w.hourly / 3600.0;
                 }
@@ -297,6 +313,7 @@ async fn simulate_async(
         agent_s += p + r + st;
         executor_running_s += r * w.executors as f64;
         cost += options.model.billable_seconds(w.profile.kind, p, r, st) * w.hourly / 3600.0;
+        cost += s.stopped.as_secs_f64() * w.stopped_hourly / 3600.0;
         launches += w.backend.stats().launched;
     }
     let stats = jenkins.stats();

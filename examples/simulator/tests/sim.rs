@@ -274,3 +274,82 @@ fn waits_per_label_partition_the_waits() {
         );
     }
 }
+
+/// Three bursts of 8 EC2 builds, 30 minutes apart, on the EC2 profile alone
+/// with a fresh start of 60 s (restart 19–23 s, connect 10 s).
+fn ec2_bursts(model: Model, strategies: &[StrategyKind]) -> SimOptions {
+    let builds = (0..3)
+        .flat_map(|burst| (0..8).map(move |_| build(burst as f64 * 1800.0, "docker-host", 120.0)))
+        .collect();
+    SimOptions {
+        templates: vec![SimTemplate::new(
+            "docker",
+            "linux docker-host",
+            "ec2-m6i-large",
+        )],
+        ..options(builds, model, strategies)
+    }
+}
+
+fn slow_fresh_ec2() -> Model {
+    let mut m = Model::builtin();
+    let ec2 = m.profiles.get_mut("ec2-m6i-large").unwrap();
+    ec2.start_latency_s = [60.0, 60.0];
+    assert_eq!(ec2.restart_latency_s, Some([19.0, 23.0]));
+    m
+}
+
+#[test]
+fn the_ec2_warm_pool_restarts_stopped_instances() {
+    let o = ec2_bursts(
+        slow_fresh_ec2(),
+        &[StrategyKind::Default, StrategyKind::WarmPool],
+    );
+    let report = run(&o).unwrap();
+    let (default, warm) = (&report.strategies[0], &report.strategies[1]);
+    assert!(
+        default.unstarted == 0 && warm.unstarted == 0,
+        "{}",
+        report.table()
+    );
+    assert_eq!(default.launches, 24, "{}", report.table());
+    // The warm pool creates the first burst's instances only (8, plus 1 kept
+    // idle by min_idle): later bursts get the idle agent and restarts.
+    assert_eq!(warm.launches, 9, "{}", report.table());
+    // Fresh: 60 s + 10 s connect (+ up to a 1 s poll); restarted: 19–23 s +
+    // 10 s (+ a poll). Two thirds of the builds are served by restarts or the
+    // idle agent, so the median is a restart's wait.
+    assert!(
+        default.waits.p50 >= 70.0 && default.waits.p50 <= 71.0,
+        "{}",
+        report.table()
+    );
+    assert!(
+        warm.waits.p50 >= 29.0 && warm.waits.p50 <= 34.0,
+        "{}",
+        report.table()
+    );
+    assert!(warm.waits.max >= 70.0, "the first burst starts fresh");
+
+    // Stopped time is priced as storage: the same run with free storage costs
+    // less, by at most 7 volumes stopped the whole run.
+    let mut free = slow_fresh_ec2();
+    free.ec2.ebs_gb_month = Some(0.0);
+    let free_run = run(&ec2_bursts(free, &[StrategyKind::WarmPool])).unwrap();
+    let free_warm = &free_run.strategies[0];
+    assert_eq!(
+        free_warm.launches, warm.launches,
+        "pricing changes no dynamics"
+    );
+    let stopped_cost = warm.cost - free_warm.cost;
+    let per_volume_hour = 30.0 * 0.08 / 730.0;
+    let most = 7.0 * per_volume_hour * warm.simulated_s as f64 / 3600.0;
+    assert!(
+        stopped_cost > 0.0 && stopped_cost <= most,
+        "stopped cost {stopped_cost}, at most {most}"
+    );
+    assert_eq!(
+        warm.agent_hours, free_warm.agent_hours,
+        "agent-hours leave stopped time out"
+    );
+}

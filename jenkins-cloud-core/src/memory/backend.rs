@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::cloud::{Instance, MemoryCloud, StateSeconds};
 use super::spec::MemorySpec;
+use super::warm_pool::{Restart, WarmPool};
 use super::MemoryJenkins;
 use crate::backend::{
     Backend, BackendError, Capabilities, CloudId, CloudInstance, LaunchBatch, LaunchOutcome,
@@ -37,7 +38,7 @@ pub enum Latency {
 }
 
 impl Latency {
-    fn sample(&self, rng: &mut fastrand::Rng) -> Duration {
+    pub(super) fn sample(&self, rng: &mut fastrand::Rng) -> Duration {
         match *self {
             Latency::Fixed(d) => d,
             Latency::Uniform { min, max } if max > min => {
@@ -78,14 +79,19 @@ pub struct BackendStats {
     pub terminate_calls: u64,
     /// [`Backend::list_owned`] calls.
     pub list_calls: u64,
-    /// Instances ever created.
+    /// Instances ever created (warm-pool restarts not included).
     pub launched: u64,
+    /// Launches served by restarting a stopped warm-pool instance.
+    pub restarted: u64,
     /// Launches answered from an earlier one with the same client token.
     pub idempotent_replays: u64,
     /// Agents whose launch failed, by error class.
     pub launch_failures: BTreeMap<ErrorClass, u64>,
-    /// Instances this backend asked to stop (first request only).
+    /// Instances this backend asked to stop (first request only), into the
+    /// warm pool or not.
     pub terminated: u64,
+    /// Of those, the ones stopped into the warm pool instead of terminated.
+    pub pooled: u64,
 }
 
 struct Config {
@@ -97,6 +103,7 @@ struct Config {
     rng: fastrand::Rng,
     failure_rate: Option<(f64, ErrorClass)>,
     fail_next: Vec<ErrorClass>,
+    warm_pool: Option<WarmPool>,
     stats: BackendStats,
 }
 
@@ -121,6 +128,9 @@ struct Config {
 ///   agent connects to a [`MemoryJenkins`] with its launch secret a connect
 ///   latency after its instance runs, and disconnects when the instance stops
 ///   or fails.
+/// * Warm pool (opt-in, [`with_warm_pool`](Self::with_warm_pool)): terminate
+///   stops instances into a bounded pool and launch restarts them, as EC2 does;
+///   see [`WarmPool`].
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -166,6 +176,7 @@ impl MemoryBackend {
                 rng: fastrand::Rng::with_seed(0),
                 failure_rate: None,
                 fail_next: Vec::new(),
+                warm_pool: None,
                 stats: BackendStats::default(),
             })),
         }
@@ -216,6 +227,13 @@ impl MemoryBackend {
         self.with(|c| c.connect_latency = latency)
     }
 
+    /// Keeps a warm pool of stopped instances (see [`WarmPool`]): terminate
+    /// stops instead while the pool has room, launch restarts a stopped one.
+    /// [`Capabilities::stop_resume`] is reported from then on.
+    pub fn with_warm_pool(self, pool: WarmPool) -> Self {
+        self.with(|c| c.warm_pool = Some(pool))
+    }
+
     /// Each agent launch fails with `class` with probability `rate` (0–1),
     /// drawn from the seeded generator.
     pub fn with_failure_rate(self, rate: f64, class: ErrorClass) -> Self {
@@ -263,16 +281,19 @@ impl MemoryBackend {
         self.cloud.instance_seconds(Some(&self.owner))
     }
 
-    /// The longest start plus stop latency any launch can get from this
-    /// backend's settings (spec overrides excluded): how long to wait for things
-    /// to settle.
+    /// The longest start (or warm-pool restart) plus stop plus connect latency
+    /// any launch can get from this backend's settings (spec overrides
+    /// excluded): how long to wait for things to settle.
     pub fn max_settle_time(&self) -> Duration {
         let c = self.config();
+        let restart = c
+            .warm_pool
+            .map_or(Duration::ZERO, |p| p.restart_latency.max());
         let start = c
             .template_start
             .values()
             .map(Latency::max)
-            .fold(c.start_latency.max(), Duration::max);
+            .fold(c.start_latency.max().max(restart), Duration::max);
         start + c.stop_latency + c.connect_latency
     }
 
@@ -325,6 +346,25 @@ impl MemoryBackend {
                 )));
             }
         }
+        let connect = spec.connect_latency.unwrap_or(cfg.connect_latency);
+        let stop_latency = spec.stop_latency.unwrap_or(cfg.stop_latency);
+        let template = &batch.template.name;
+        if let Some(pool) = cfg.warm_pool {
+            if let Some(id) = cloud.stopped_member(&self.owner, template, now) {
+                let running_at = now + pool.restart_latency.sample(&mut cfg.rng);
+                let restart = Restart {
+                    agent_name: &agent.agent_name,
+                    secret: &agent.secret,
+                    client_token: token,
+                    running_at,
+                    connect_at: running_at + connect,
+                    stop_latency,
+                };
+                cloud.restart(&id, restart, now);
+                cfg.stats.restarted += 1;
+                return Ok(id);
+            }
+        }
         let start = match spec.start_latency {
             Some(d) => d,
             None => {
@@ -337,7 +377,7 @@ impl MemoryBackend {
             }
         };
         let running_at = now + start;
-        let connect_at = running_at + spec.connect_latency.unwrap_or(cfg.connect_latency);
+        let connect_at = running_at + connect;
         let id = CloudId(format!("{ID_PREFIX}{:08}", cloud.next_id));
         cloud.next_id += 1;
         let session = cloud
@@ -354,8 +394,10 @@ impl MemoryBackend {
                 secret: agent.secret.clone(),
                 launched_at: now,
                 running_at,
-                stop_latency: spec.stop_latency.unwrap_or(cfg.stop_latency),
+                stop_latency,
                 stop_requested: None,
+                pooled: false,
+                earlier: StateSeconds::default(),
                 stop_reason: None,
                 failed: None,
                 session,
@@ -381,7 +423,9 @@ impl Backend for MemoryBackend {
     }
 
     fn capabilities(&self) -> Capabilities {
-        self.config().capabilities.clone()
+        let c = self.config();
+        let stop_resume = c.capabilities.stop_resume || c.warm_pool.is_some();
+        c.capabilities.clone().with_stop_resume(stop_resume)
     }
 
     fn validate_template(&self, template: &AgentTemplate) -> Result<(), Vec<String>> {
@@ -458,8 +502,12 @@ impl Backend for MemoryBackend {
                     ))),
                     Some(i) => {
                         if i.is_active() {
+                            let pooled = cfg.warm_pool.is_some_and(|p| {
+                                cloud.pool_members(&self.owner, &i.template) < p.max_stopped
+                            });
                             cfg.stats.terminated += 1;
-                            cloud.stop(id, reason, now);
+                            cfg.stats.pooled += u64::from(pooled);
+                            cloud.stop(id, reason, pooled, now);
                         }
                         Ok(())
                     }

@@ -20,19 +20,25 @@ pub const DEFAULT_EPOCH_SECS: u64 = 1_735_689_600;
 /// keeps stopped tasks for about an hour.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(3600);
 
-/// Time spent by instances in each billable state.
+/// Time spent by instances in each billable state, summed over every life of
+/// an instance a warm pool stopped and restarted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StateSeconds {
-    /// Launched, not running yet (Fargate bills image pulls: this costs too).
+    /// Launched or restarted, not running yet (Fargate bills image pulls: this
+    /// costs too).
     pub pending: Duration,
     /// Running.
     pub running: Duration,
-    /// Stopping.
+    /// Stopping (towards terminated, or towards stopped in a warm pool).
     pub stopping: Duration,
+    /// Stopped in a warm pool ([`WarmPool`](super::WarmPool)): no compute, only
+    /// storage is billed. Zero without a warm pool.
+    pub stopped: Duration,
 }
 
 impl StateSeconds {
-    /// Pending + running + stopping.
+    /// Pending + running + stopping: the instance's compute time (`stopped`
+    /// excluded).
     pub fn total(&self) -> Duration {
         self.pending + self.running + self.stopping
     }
@@ -45,6 +51,7 @@ impl Add for StateSeconds {
             pending: self.pending + o.pending,
             running: self.running + o.running,
             stopping: self.stopping + o.stopping,
+            stopped: self.stopped + o.stopped,
         }
     }
 }
@@ -72,10 +79,15 @@ pub(super) struct Instance {
     pub(super) template: String,
     pub(super) client_token: String,
     pub(super) secret: Secret,
+    /// Start of the current life: the launch, or the last warm-pool restart.
     pub(super) launched_at: Instant,
     pub(super) running_at: Instant,
     pub(super) stop_latency: Duration,
     pub(super) stop_requested: Option<Instant>,
+    /// The requested stop leads to `Stopped` in the warm pool, not `Terminated`.
+    pub(super) pooled: bool,
+    /// Time spent in the lives before the current one (warm-pool restarts).
+    pub(super) earlier: StateSeconds,
     pub(super) stop_reason: Option<String>,
     pub(super) failed: Option<(Instant, String)>,
     pub(super) session: Option<u64>,
@@ -89,6 +101,7 @@ impl Instance {
             }
         }
         match self.stop_requested {
+            Some(at) if at + self.stop_latency <= now && self.pooled => CloudState::Stopped,
             Some(at) if at + self.stop_latency <= now => CloudState::Terminated,
             Some(_) => CloudState::Stopping,
             None if self.running_at <= now => CloudState::Running,
@@ -101,29 +114,47 @@ impl Instance {
         self.failed.is_none() && self.stop_requested.is_none()
     }
 
+    /// When the instance was gone for good; `None` while alive or in a warm
+    /// pool (never forgotten).
     fn gone_at(&self) -> Option<Instant> {
         match (&self.failed, self.stop_requested) {
             (Some((at, _)), _) => Some(*at),
+            (None, Some(_)) if self.pooled => None,
             (None, Some(at)) => Some(at + self.stop_latency),
             (None, None) => None,
         }
     }
 
-    fn seconds(&self, now: Instant) -> StateSeconds {
+    /// Every life's time up to `now`.
+    pub(super) fn seconds(&self, now: Instant) -> StateSeconds {
+        self.earlier + self.life_seconds(now)
+    }
+
+    /// The current life's time up to `now`, its stopped time included.
+    pub(super) fn life_seconds(&self, now: Instant) -> StateSeconds {
         let span = |from: Instant, to: Instant| to.min(now).saturating_duration_since(from);
         let active_end = match (&self.failed, self.stop_requested) {
             (Some((at, _)), _) => *at,
             (None, Some(at)) => at,
             (None, None) => now,
         };
-        let stopping = match (&self.failed, self.stop_requested) {
-            (None, Some(at)) => span(at, at + self.stop_latency),
-            _ => Duration::ZERO,
+        let (stopping, stopped) = match (&self.failed, self.stop_requested) {
+            (None, Some(at)) => {
+                let stopped_at = at + self.stop_latency;
+                let stopped = if self.pooled {
+                    now.saturating_duration_since(stopped_at)
+                } else {
+                    Duration::ZERO
+                };
+                (span(at, stopped_at), stopped)
+            }
+            _ => (Duration::ZERO, Duration::ZERO),
         };
         StateSeconds {
             pending: span(self.launched_at, self.running_at.min(active_end)),
             running: span(self.running_at, active_end),
             stopping,
+            stopped,
         }
     }
 }
@@ -172,8 +203,11 @@ impl CloudInner {
         }
     }
 
-    /// Stops an instance now (idempotent); disconnects its agent.
-    pub(super) fn stop(&mut self, id: &CloudId, reason: &str, now: Instant) {
+    /// Stops an instance now (idempotent); disconnects its agent. `pooled`:
+    /// into a warm pool (ends `Stopped`, assigned to no agent: its agent name
+    /// is cleared at once, as EC2 clears the agent tag), else towards
+    /// `Terminated`.
+    pub(super) fn stop(&mut self, id: &CloudId, reason: &str, pooled: bool, now: Instant) {
         let Some(inst) = self.instances.get_mut(id) else {
             return;
         };
@@ -182,6 +216,10 @@ impl CloudInner {
         }
         inst.stop_requested = Some(now);
         inst.stop_reason = Some(reason.to_owned());
+        inst.pooled = pooled;
+        if pooled {
+            inst.agent_name.clear();
+        }
         if let (Some(session), Some(j)) = (inst.session, &self.jenkins) {
             j.end_agent_session(session, now);
         }
@@ -276,7 +314,8 @@ impl MemoryCloud {
 
     /// Makes a pending or running instance fail now with `reason` (a spot
     /// interruption, an image that cannot be pulled…); its agent disconnects.
-    /// Returns whether the instance was pending or running.
+    /// Returns whether the instance was pending or running (`false` for one
+    /// stopping or stopped in a warm pool: it is left alone).
     pub fn interrupt(&self, id: &CloudId, reason: &str) -> bool {
         let now = Instant::now();
         let mut inner = self.lock_at(now);
@@ -293,7 +332,8 @@ impl MemoryCloud {
         true
     }
 
-    /// Every instance not yet forgotten, of every owner, in id order.
+    /// Every instance not yet forgotten, of every owner, in id order; warm-pool
+    /// members (stopping or stopped, never forgotten) have an empty agent name.
     pub fn instances(&self) -> Vec<InstanceRecord> {
         let now = Instant::now();
         let inner = self.lock_at(now);
@@ -310,13 +350,15 @@ impl MemoryCloud {
             .collect()
     }
 
-    /// Instances pending or running now, over all owners.
+    /// Instances pending or running now, over all owners (stopped warm-pool
+    /// members hold no capacity and are not counted).
     pub fn active_count(&self) -> usize {
         self.lock_at(Instant::now()).active_count()
     }
 
-    /// Time spent pending, running and stopping by the instances of `owner`
-    /// (or of every owner), forgotten ones included: the basis of cost.
+    /// Time spent pending, running, stopping and stopped (warm pool) by the
+    /// instances of `owner` (or of every owner), over all their lives,
+    /// forgotten ones included: the basis of cost.
     pub fn instance_seconds(&self, owner: Option<&OwnerId>) -> StateSeconds {
         let now = Instant::now();
         let inner = self.lock_at(now);

@@ -2,7 +2,8 @@
 //!
 //! * [`MemoryCloud`]: one cloud shared by any number of owners.
 //! * [`MemoryBackend`]: a complete [`Backend`](crate::backend::Backend) over it,
-//!   with latencies, failure injection and counters.
+//!   with latencies, failure injection, counters and an optional EC2-like warm
+//!   pool of stopped instances ([`WarmPool`]).
 //! * [`MemoryJenkins`]: a controller implementing
 //!   [`JenkinsApi`](crate::jenkins::JenkinsApi): queue, nodes, builds.
 //!
@@ -33,6 +34,7 @@ mod controller;
 mod harness;
 mod jenkins;
 mod spec;
+mod warm_pool;
 
 pub use backend::{
     BackendStats, Latency, MemoryBackend, DEFAULT_CONNECT_LATENCY, DEFAULT_START_LATENCY,
@@ -43,3 +45,4 @@ pub use controller::{BuildOutcome, BuildRecord, JenkinsStats, RefusedConnection}
 #[cfg(feature = "testkit")]
 pub use harness::MemoryHarness;
 pub use jenkins::{MemoryJenkins, Submission};
+pub use warm_pool::WarmPool;
