@@ -53,6 +53,12 @@ impl MemoryHarness {
         &self.cloud
     }
 
+    /// Every backend created so far, in owner order.
+    pub fn backends(&self) -> Vec<MemoryBackend> {
+        let backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());
+        backends.values().cloned().collect()
+    }
+
     /// The backend for `owner` (created on first use).
     pub fn backend_of(&self, owner: &OwnerId) -> MemoryBackend {
         let mut backends = self.backends.lock().unwrap_or_else(|e| e.into_inner());

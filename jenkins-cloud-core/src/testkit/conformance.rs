@@ -36,7 +36,9 @@ use crate::backend::{AgentTransport, Backend, CloudId, JenkinsEndpoint, OwnerId}
 use crate::template::AgentTemplate;
 
 mod behaviours;
+mod warm_pool;
 pub use behaviours::*;
+pub use warm_pool::warm_pool_members_are_no_agents;
 
 /// What a backend crate provides to run the conformance suite against itself.
 ///
@@ -164,6 +166,7 @@ pub const BEHAVIOURS: &[&str] = &[
     "client_token_is_idempotent",
     "instances_carry_tags",
     "new_backend_sees_existing",
+    "warm_pool_members_are_no_agents",
 ];
 
 /// Runs behaviour `name` (one of [`BEHAVIOURS`]); `None` for an unknown name.
@@ -182,6 +185,7 @@ pub async fn run(name: &str, h: &dyn ConformanceHarness) -> Option<Verdict> {
         "client_token_is_idempotent" => client_token_is_idempotent(h).await,
         "instances_carry_tags" => instances_carry_tags(h).await,
         "new_backend_sees_existing" => new_backend_sees_existing(h).await,
+        "warm_pool_members_are_no_agents" => warm_pool_members_are_no_agents(h).await,
         _ => return None,
     })
 }
@@ -218,7 +222,8 @@ macro_rules! conformance_tests {
             foreign_terminate_is_refused, large_batch_gets_one_outcome_each,
             outcomes_match_agents, partial_failure_keeps_successes,
             invalid_template_is_permanent, client_token_is_idempotent,
-            instances_carry_tags, new_backend_sees_existing);
+            instances_carry_tags, new_backend_sees_existing,
+            warm_pool_members_are_no_agents);
     };
 }
 

@@ -11,16 +11,20 @@ use crate::error::ErrorClass;
 use crate::secret::Secret;
 use crate::template::AgentTemplate;
 
-type Step<T> = Result<T, ConformanceFailure>;
+pub(super) type Step<T> = Result<T, ConformanceFailure>;
 
-fn fail<T>(behaviour: &'static str, message: impl Into<String>) -> Step<T> {
+pub(super) fn fail<T>(behaviour: &'static str, message: impl Into<String>) -> Step<T> {
     Err(ConformanceFailure {
         behaviour,
         message: message.into(),
     })
 }
 
-fn ensure(behaviour: &'static str, cond: bool, message: impl FnOnce() -> String) -> Step<()> {
+pub(super) fn ensure(
+    behaviour: &'static str,
+    cond: bool,
+    message: impl FnOnce() -> String,
+) -> Step<()> {
     if cond {
         Ok(())
     } else {
@@ -28,7 +32,7 @@ fn ensure(behaviour: &'static str, cond: bool, message: impl FnOnce() -> String)
     }
 }
 
-fn owner(behaviour: &'static str, suffix: &str) -> OwnerId {
+pub(super) fn owner(behaviour: &'static str, suffix: &str) -> OwnerId {
     let short: String = behaviour.chars().filter(|c| *c != '_').take(20).collect();
     OwnerId::new(format!("conf-{short}-{suffix}")).expect("conformance owner ids are valid")
 }
@@ -36,7 +40,7 @@ fn owner(behaviour: &'static str, suffix: &str) -> OwnerId {
 static NONCE: AtomicU64 = AtomicU64::new(1);
 
 /// `n` agents with fresh names, secrets and client tokens.
-fn agents(n: usize) -> Vec<AgentLaunch> {
+pub(super) fn agents(n: usize) -> Vec<AgentLaunch> {
     (0..n)
         .map(|_| {
             let k = NONCE.fetch_add(1, Ordering::Relaxed);
@@ -66,7 +70,7 @@ async fn launch(
 }
 
 /// Launches `agents` and requires one `Ok` outcome per agent, in order.
-async fn launch_ok(
+pub(super) async fn launch_ok(
     beh: &'static str,
     h: &dyn ConformanceHarness,
     b: &dyn Backend,
@@ -102,7 +106,7 @@ fn check_names(beh: &'static str, agents: &[AgentLaunch], outcomes: &[LaunchOutc
     Ok(())
 }
 
-async fn describe_one(
+pub(super) async fn describe_one(
     beh: &'static str,
     b: &dyn Backend,
     id: &CloudId,
@@ -122,7 +126,7 @@ async fn describe_one(
     Ok(found.into_iter().next())
 }
 
-async fn expect_state(
+pub(super) async fn expect_state(
     beh: &'static str,
     b: &dyn Backend,
     id: &CloudId,
@@ -135,7 +139,7 @@ async fn expect_state(
     })
 }
 
-async fn listed(beh: &'static str, b: &dyn Backend) -> Step<Vec<CloudInstance>> {
+pub(super) async fn listed(beh: &'static str, b: &dyn Backend) -> Step<Vec<CloudInstance>> {
     b.list_owned()
         .await
         .or_else(|e| fail(beh, format!("list_owned failed: {e}")))
@@ -145,7 +149,7 @@ async fn listed_ids(beh: &'static str, b: &dyn Backend) -> Step<BTreeSet<CloudId
     Ok(listed(beh, b).await?.into_iter().map(|i| i.id).collect())
 }
 
-async fn terminate_ok(beh: &'static str, b: &dyn Backend, ids: &[CloudId]) -> Step<()> {
+pub(super) async fn terminate_ok(beh: &'static str, b: &dyn Backend, ids: &[CloudId]) -> Step<()> {
     let outcomes = b.terminate(ids, "conformance test").await;
     ensure(beh, outcomes.len() == ids.len(), || {
         format!(
@@ -165,25 +169,40 @@ async fn terminate_ok(beh: &'static str, b: &dyn Backend, ids: &[CloudId]) -> St
     Ok(())
 }
 
-fn is_running(s: Option<&CloudState>) -> bool {
+pub(super) fn is_running(s: Option<&CloudState>) -> bool {
     s == Some(&CloudState::Running)
 }
 
-fn is_stopping_or_gone(s: Option<&CloudState>) -> bool {
+pub(super) fn is_stopping_or_gone(s: Option<&CloudState>) -> bool {
     matches!(
         s,
         None | Some(CloudState::Stopping | CloudState::Terminated)
     )
 }
 
-fn is_terminated_or_forgotten(s: Option<&CloudState>) -> bool {
+pub(super) fn is_terminated_or_forgotten(s: Option<&CloudState>) -> bool {
     matches!(s, None | Some(CloudState::Terminated))
+}
+
+/// Right after a terminate: [`is_stopping_or_gone`], or already `Stopped` in
+/// the warm pool of a backend with `stop_resume`.
+fn retiring(b: &dyn Backend) -> impl Fn(Option<&CloudState>) -> bool {
+    let pool = b.capabilities().stop_resume;
+    move |s| is_stopping_or_gone(s) || (pool && s == Some(&CloudState::Stopped))
+}
+
+/// Once settled after a terminate: [`is_terminated_or_forgotten`], or kept
+/// `Stopped` in the warm pool of a backend with `stop_resume`.
+fn retired(b: &dyn Backend) -> impl Fn(Option<&CloudState>) -> bool {
+    let pool = b.capabilities().stop_resume;
+    move |s| is_terminated_or_forgotten(s) || (pool && s == Some(&CloudState::Stopped))
 }
 
 // ---- behaviours -------------------------------------------------------------
 
 /// A valid template validates; one agent launches, runs after settling, and
-/// terminates: stopping (or gone) at once, terminated (or forgotten) after settling.
+/// terminates: stopping (or gone) at once, terminated (or forgotten) after
+/// settling; a backend with `stop_resume` may keep it `Stopped` instead.
 pub async fn launch_then_terminate(h: &dyn ConformanceHarness) -> Verdict {
     const B: &str = "launch_then_terminate";
     let b = h.backend(owner(B, "a")).await;
@@ -198,7 +217,7 @@ pub async fn launch_then_terminate(h: &dyn ConformanceHarness) -> Verdict {
         B,
         b.as_ref(),
         &id,
-        is_stopping_or_gone,
+        retiring(b.as_ref()),
         "stopping or gone after terminate",
     )
     .await?;
@@ -207,7 +226,7 @@ pub async fn launch_then_terminate(h: &dyn ConformanceHarness) -> Verdict {
         B,
         b.as_ref(),
         &id,
-        is_terminated_or_forgotten,
+        retired(b.as_ref()),
         "terminated after settling",
     )
     .await?;
@@ -232,7 +251,7 @@ pub async fn terminate_is_idempotent(h: &dyn ConformanceHarness) -> Verdict {
     h.settle().await;
     terminate_ok(B, b.as_ref(), &ids).await?;
     for id in &ids {
-        expect_state(B, b.as_ref(), id, is_terminated_or_forgotten, "terminated").await?;
+        expect_state(B, b.as_ref(), id, retired(b.as_ref()), "terminated").await?;
     }
     Ok(Checked::Passed)
 }
@@ -266,7 +285,8 @@ pub async fn terminate_unknown_id(h: &dyn ConformanceHarness) -> Verdict {
 
 /// Describe follows the life of a resource: pending or running right after
 /// launch, running after settling, stopping or terminated after terminate,
-/// terminated (or forgotten) after settling; unknown ids are left out.
+/// terminated (or forgotten, or `Stopped` in a warm pool) after settling;
+/// unknown ids are left out.
 pub async fn describe_reports_transitions(h: &dyn ConformanceHarness) -> Verdict {
     const B: &str = "describe_reports_transitions";
     let b = h.backend(owner(B, "a")).await;
@@ -294,7 +314,7 @@ pub async fn describe_reports_transitions(h: &dyn ConformanceHarness) -> Verdict
         B,
         b.as_ref(),
         &id,
-        is_stopping_or_gone,
+        retiring(b.as_ref()),
         "stopping after terminate",
     )
     .await?;
@@ -303,7 +323,7 @@ pub async fn describe_reports_transitions(h: &dyn ConformanceHarness) -> Verdict
         B,
         b.as_ref(),
         &id,
-        is_terminated_or_forgotten,
+        retired(b.as_ref()),
         "terminated after settling",
     )
     .await?;
@@ -572,7 +592,7 @@ pub async fn new_backend_sees_existing(h: &dyn ConformanceHarness) -> Verdict {
         B,
         first.as_ref(),
         &id,
-        is_stopping_or_gone,
+        retiring(first.as_ref()),
         "stopping after the new backend terminated it",
     )
     .await?;
