@@ -42,6 +42,10 @@ pub use spec::Ec2Spec;
 pub const SECRET_PARAMETER_TAG: &str = "jenkins-cloud:secret-parameter";
 /// Instance tag saying what retiring does: `terminate` or `stop` (warm pool).
 pub const RETIRE_TAG: &str = "jenkins-cloud:retire";
+/// Instance tag with the template's `warm_pool_max` when the instance was last
+/// launched or started: the bound used when it retires, unless this process has
+/// launched for the template since (then that newer bound wins).
+pub const POOL_MAX_TAG: &str = "jenkins-cloud:warm-pool-max";
 /// Instance tag with a fingerprint of the launch settings; the warm pool only
 /// reuses instances whose fingerprint matches.
 pub const SPEC_TAG: &str = "jenkins-cloud:launch-fingerprint";
