@@ -99,15 +99,22 @@ impl Ec2Backend {
     }
 
     /// A hash of everything baked into an instance at launch, so the warm pool
-    /// only reuses instances launched the same way. `warm_pool_max` is left
-    /// out: it is not baked in, and changing it must not make the pool stale.
-    pub(crate) fn launch_fingerprint(template: &AgentTemplate, batch: &LaunchBatch<'_>) -> String {
+    /// only reuses instances launched the same way: the spec, the AMI it
+    /// resolved to (a name filter or SSM parameter may point at a newer image),
+    /// the controller and the agent settings. `warm_pool_max` is left out: it
+    /// is not baked in, and changing it must not make the pool stale.
+    pub(crate) fn launch_fingerprint(
+        template: &AgentTemplate,
+        batch: &LaunchBatch<'_>,
+        image_id: &str,
+    ) -> String {
         let mut spec = template.spec.clone();
         if let Some(obj) = spec.as_object_mut() {
             obj.remove("warm_pool_max");
         }
         let mut h = Sha256::new();
         h.update(serde_json::to_string(&spec).unwrap_or_default());
+        h.update(image_id.as_bytes());
         h.update(batch.jenkins.url.as_bytes());
         h.update(format!("{:?}", batch.jenkins.transport));
         h.update(template.remote_fs.as_bytes());
@@ -126,7 +133,7 @@ impl Ec2Backend {
                 .is_some_and(|r| r.device_name.is_none()),
         )
         .await?;
-        let fingerprint = Self::launch_fingerprint(batch.template, &batch);
+        let fingerprint = Self::launch_fingerprint(batch.template, &batch, &image_id);
         let mut outcomes = Vec::with_capacity(batch.agents.len());
         for agent in batch.agents {
             let result = self

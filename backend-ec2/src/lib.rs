@@ -7,7 +7,8 @@
 //!   wins) or by SSM parameter; instance types tried in order on capacity errors;
 //!   subnets spread over and fallen back across; IMDSv2 by default; root volume;
 //!   extra tags on instance, volumes and network interfaces; spot with a real
-//!   on-demand fallback (no spot options sent); an optional warm pool.
+//!   on-demand fallback (no spot options sent); an optional warm pool of
+//!   stopped instances, bounded per template by `warm_pool_max`.
 //! * **Agent start** ([`userdata`]): user data installs Java if needed,
 //!   downloads `agent.jar` from the controller and runs it over WebSocket as a
 //!   restarting systemd service. The secret goes through a per-agent SSM

@@ -18,7 +18,7 @@
 //!   *surplus* members (more than the bound would stay once one is reused, e.g.
 //!   after `warm_pool_max` was lowered). Members are ordered by launch time,
 //!   then id (EC2 resets the launch time at each start, so the first is the
-//!   one idle longest): the first is reused, the next ones are the surplus.
+//!   one started longest ago): the first is reused, the next ones are the surplus.
 //!   Stale and surplus members are terminated, and
 //!   their tagged secret parameters deleted, after the reused instance was
 //!   started; a failure there is logged and retried at the next launch.
@@ -187,8 +187,8 @@ impl Ec2Backend {
                     stale.push(info);
                 }
             }
-            // Oldest first: the member idle longest is reused, then the next
-            // oldest ones go while more than `bound` would stay.
+            // Oldest first: the member started longest ago is reused, then the
+            // next oldest ones go while more than `bound` would stay.
             fresh.sort_by(|a, b| (a.launch_time, &a.id).cmp(&(b.launch_time, &b.id)));
             let pick = (!fresh.is_empty()).then(|| fresh.remove(0).id.clone());
             let over = fresh.len().saturating_sub(bound);

@@ -202,6 +202,7 @@ fn warm_template(max: u32) -> (AgentTemplate, String) {
             jenkins: &jenkins,
             agents: &[],
         },
+        "ami-1",
     );
     (t, fingerprint)
 }
@@ -337,22 +338,31 @@ async fn launch_terminates_the_surplus_over_a_lowered_bound_oldest_first() {
 }
 
 #[test]
-fn warm_pool_max_is_not_part_of_the_fingerprint() {
-    assert_eq!(warm_template(1).1, warm_template(7).1);
-    let (_, plain) = warm_template(1);
-    let t = template(
-        json!({"ami": {"id": "ami-1"}, "instance_types": ["m5.large"], "warm_pool": true}),
-    );
+fn fingerprint_covers_the_resolved_image_but_not_warm_pool_max() {
     let jenkins = endpoint();
-    let without = Ec2Backend::launch_fingerprint(
-        &t,
-        &LaunchBatch {
-            template: &t,
+    let fingerprint = |t: &AgentTemplate, image: &str| {
+        let batch = LaunchBatch {
+            template: t,
             jenkins: &jenkins,
             agents: &[],
-        },
+        };
+        Ec2Backend::launch_fingerprint(t, &batch, image)
+    };
+    let spec = |max: Option<u32>| {
+        let mut spec = json!({"ami": {"ssm_parameter": "/aws/x"}, "instance_types": ["m5.large"], "warm_pool": true});
+        if let Some(max) = max {
+            spec["warm_pool_max"] = json!(max);
+        }
+        template(spec)
+    };
+    let base = fingerprint(&spec(None), "ami-1");
+    assert_eq!(fingerprint(&spec(Some(1)), "ami-1"), base);
+    assert_eq!(fingerprint(&spec(Some(7)), "ami-1"), base);
+    assert_ne!(
+        fingerprint(&spec(None), "ami-2"),
+        base,
+        "a newer image behind the same selector makes the pool stale"
     );
-    assert_eq!(plain, without, "adding warm_pool_max keeps existing pools");
 }
 
 #[tokio::test]
