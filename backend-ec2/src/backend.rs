@@ -1,6 +1,8 @@
 //! [`Ec2Backend`]: the [`Backend`] trait on EC2 instances.
 
-use std::collections::HashSet;
+mod warm_pool;
+
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -19,7 +21,7 @@ use crate::pacing::TokenBucket;
 use crate::spec::{Ec2Spec, SecretDelivery};
 use crate::state::map_state;
 use crate::userdata::{render, UserDataValues};
-use crate::{RETIRE_TAG, SECRET_PARAMETER_TAG, SPEC_TAG};
+use crate::{POOL_MAX_TAG, RETIRE_TAG, SECRET_PARAMETER_TAG, SPEC_TAG};
 
 /// Most agents per [`Backend::launch`] call (one RunInstances each, paced 2/s).
 pub const MAX_LAUNCH_BATCH: usize = 10;
@@ -35,6 +37,10 @@ pub struct Ec2Backend {
     bucket: TokenBucket,
     /// Stopped instances taken from the warm pool and not yet stopped again.
     claimed: Mutex<HashSet<String>>,
+    /// Warm-pool bound per template, from its latest launch (0: no pool).
+    pool_bounds: Mutex<HashMap<String, usize>>,
+    /// Held by a retire from counting the warm pools to its StopInstances.
+    pool_lock: tokio::sync::Mutex<()>,
 }
 
 impl fmt::Debug for Ec2Backend {
@@ -72,6 +78,8 @@ impl Ec2Backend {
             api,
             bucket: TokenBucket::run_instances(),
             claimed: Mutex::new(HashSet::new()),
+            pool_bounds: Mutex::new(HashMap::new()),
+            pool_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -91,10 +99,22 @@ impl Ec2Backend {
     }
 
     /// A hash of everything baked into an instance at launch, so the warm pool
-    /// only reuses instances launched the same way.
-    fn launch_fingerprint(template: &AgentTemplate, batch: &LaunchBatch<'_>) -> String {
+    /// only reuses instances launched the same way: the spec, the AMI it
+    /// resolved to (a name filter or SSM parameter may point at a newer image),
+    /// the controller and the agent settings. `warm_pool_max` is left out: it
+    /// is not baked in, and changing it must not make the pool stale.
+    pub(crate) fn launch_fingerprint(
+        template: &AgentTemplate,
+        batch: &LaunchBatch<'_>,
+        image_id: &str,
+    ) -> String {
+        let mut spec = template.spec.clone();
+        if let Some(obj) = spec.as_object_mut() {
+            obj.remove("warm_pool_max");
+        }
         let mut h = Sha256::new();
-        h.update(serde_json::to_string(&template.spec).unwrap_or_default());
+        h.update(serde_json::to_string(&spec).unwrap_or_default());
+        h.update(image_id.as_bytes());
         h.update(batch.jenkins.url.as_bytes());
         h.update(format!("{:?}", batch.jenkins.transport));
         h.update(template.remote_fs.as_bytes());
@@ -104,6 +124,7 @@ impl Ec2Backend {
 
     async fn launch_all(&self, batch: LaunchBatch<'_>) -> Result<Vec<LaunchOutcome>, Ec2Error> {
         let spec = Ec2Spec::parse(&batch.template.spec).map_err(Ec2Error::InvalidSpec)?;
+        self.remember_bound(&batch.template.name, spec.warm_pool_bound());
         let (image_id, root_device) = resolve_ami(
             self.api.as_ref(),
             &spec.ami,
@@ -112,7 +133,7 @@ impl Ec2Backend {
                 .is_some_and(|r| r.device_name.is_none()),
         )
         .await?;
-        let fingerprint = Self::launch_fingerprint(batch.template, &batch);
+        let fingerprint = Self::launch_fingerprint(batch.template, &batch, &image_id);
         let mut outcomes = Vec::with_capacity(batch.agents.len());
         for agent in batch.agents {
             let result = self
@@ -179,7 +200,13 @@ impl Ec2Backend {
         }
         if spec.warm_pool {
             if let Some(id) = self
-                .reuse_stopped(&template.name, fingerprint, name, parameter.as_deref())
+                .reuse_stopped(
+                    &template.name,
+                    spec.warm_pool_bound(),
+                    fingerprint,
+                    name,
+                    parameter.as_deref(),
+                )
                 .await
             {
                 return Ok(id);
@@ -248,6 +275,9 @@ impl Ec2Backend {
             if spec.warm_pool { "stop" } else { "terminate" }.into(),
         ));
         instance_tags.push((SPEC_TAG.into(), fingerprint.into()));
+        if spec.warm_pool {
+            instance_tags.push((POOL_MAX_TAG.into(), spec.warm_pool_bound().to_string()));
+        }
         if let Some(parameter) = parameter {
             instance_tags.push((SECRET_PARAMETER_TAG.into(), parameter.into()));
         }
@@ -290,65 +320,6 @@ impl Ec2Backend {
         })
     }
 
-    /// Starts a stopped instance of this owner and template for `agent`, after
-    /// re-tagging it (the agent reads its name and parameter from the tags at
-    /// boot). `None` when there is none or starting failed.
-    async fn reuse_stopped(
-        &self,
-        template: &str,
-        fingerprint: &str,
-        agent: &str,
-        parameter: Option<&str>,
-    ) -> Option<String> {
-        let filters = vec![
-            owner_filter(&self.owner),
-            (format!("tag:{}", tags::TEMPLATE), vec![template.to_owned()]),
-            (format!("tag:{SPEC_TAG}"), vec![fingerprint.to_owned()]),
-            ("instance-state-name".to_owned(), vec!["stopped".to_owned()]),
-        ];
-        let candidates = match self.api.describe_instances(filters).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not look for stopped instances; launching a new one");
-                return None;
-            }
-        };
-        let id = {
-            let mut claimed = self.claimed.lock().expect("claim lock");
-            let pick = candidates
-                .iter()
-                .filter(|i| i.tag(tags::OWNER) == Some(self.owner.as_str()))
-                .filter(|i| map_state(i) == jenkins_cloud_core::backend::CloudState::Stopped)
-                .map(|i| i.id.clone())
-                .find(|id| !claimed.contains(id))?;
-            claimed.insert(pick.clone());
-            pick
-        };
-        let mut new_tags = vec![
-            (tags::AGENT.to_owned(), agent.to_owned()),
-            ("Name".to_owned(), agent.to_owned()),
-        ];
-        if let Some(parameter) = parameter {
-            new_tags.push((SECRET_PARAMETER_TAG.to_owned(), parameter.to_owned()));
-        }
-        let started = async {
-            self.api.create_tags(vec![id.clone()], new_tags).await?;
-            self.api.start_instances(vec![id.clone()]).await
-        }
-        .await;
-        match started {
-            Ok(()) => {
-                tracing::info!(agent, instance = %id, "warm-pool instance started");
-                Some(id)
-            }
-            Err(e) => {
-                tracing::warn!(agent, instance = %id, error = %e, "could not start a warm-pool instance; launching a new one");
-                self.claimed.lock().expect("claim lock").remove(&id);
-                None
-            }
-        }
-    }
-
     /// Terminates (or, for warm-pool instances, stops) `ids`; `force` terminates
     /// warm-pool instances too, stopped ones included.
     async fn retire(&self, ids: &[CloudId], force: bool) -> Vec<TerminateOutcome> {
@@ -381,7 +352,7 @@ impl Ec2Backend {
             }
         };
         let mut results: Vec<Option<Result<(), BackendError>>> = vec![None; ids.len()];
-        let (mut to_terminate, mut to_stop, mut parameters) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut to_terminate, mut warm, mut parameters) = (Vec::new(), Vec::new(), Vec::new());
         for (slot, id) in results.iter_mut().zip(ids) {
             let Some(info) = known.iter().find(|i| i.id == id.0) else {
                 *slot = Some(Ok(()));
@@ -398,14 +369,22 @@ impl Ec2Backend {
             if let Some(p) = info.tag(SECRET_PARAMETER_TAG).filter(|p| !p.is_empty()) {
                 parameters.push(p.to_owned());
             }
-            let warm = !force && info.tag(RETIRE_TAG) == Some("stop");
-            match (info.state.as_str(), warm) {
+            let pooled = !force && info.tag(RETIRE_TAG) == Some("stop");
+            match (info.state.as_str(), pooled) {
                 ("terminated" | "shutting-down", _) => *slot = Some(Ok(())),
                 ("stopped" | "stopping", true) => *slot = Some(Ok(())),
-                (_, true) => to_stop.push(id.0.clone()),
+                (_, true) => warm.push(info),
                 (_, false) => to_terminate.push(id.0.clone()),
             }
         }
+        // Serialise warm retires of this process from the count to the stop.
+        let pool_guard = if warm.is_empty() {
+            None
+        } else {
+            Some(self.pool_lock.lock().await)
+        };
+        let (to_stop, full) = self.split_warm(&warm).await;
+        to_terminate.extend(full);
         let terminated = if to_terminate.is_empty() {
             Ok(())
         } else {
@@ -434,6 +413,7 @@ impl Ec2Backend {
             }
             r
         };
+        drop(pool_guard);
         {
             let mut claimed = self.claimed.lock().expect("claim lock");
             for id in to_stop.iter().chain(&to_terminate) {
@@ -463,8 +443,9 @@ impl Ec2Backend {
             .collect()
     }
 
-    /// Terminates instances for good, warm-pool ones included (stopped or not):
-    /// for shrinking the warm pool. Same ownership rules as [`Backend::terminate`].
+    /// Terminates instances for good, warm-pool ones included (stopped or not),
+    /// e.g. to empty a pool by hand. Same ownership rules as [`Backend::terminate`].
+    /// (Launches and retires keep each pool within `warm_pool_max` on their own.)
     pub async fn terminate_for_good(&self, ids: &[CloudId]) -> Vec<TerminateOutcome> {
         self.retire(ids, true).await
     }

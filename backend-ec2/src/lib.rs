@@ -7,7 +7,8 @@
 //!   wins) or by SSM parameter; instance types tried in order on capacity errors;
 //!   subnets spread over and fallen back across; IMDSv2 by default; root volume;
 //!   extra tags on instance, volumes and network interfaces; spot with a real
-//!   on-demand fallback (no spot options sent); an optional warm pool.
+//!   on-demand fallback (no spot options sent); an optional warm pool of
+//!   stopped instances, bounded per template by `warm_pool_max`.
 //! * **Agent start** ([`userdata`]): user data installs Java if needed,
 //!   downloads `agent.jar` from the controller and runs it over WebSocket as a
 //!   restarting systemd service. The secret goes through a per-agent SSM
@@ -42,6 +43,10 @@ pub use spec::Ec2Spec;
 pub const SECRET_PARAMETER_TAG: &str = "jenkins-cloud:secret-parameter";
 /// Instance tag saying what retiring does: `terminate` or `stop` (warm pool).
 pub const RETIRE_TAG: &str = "jenkins-cloud:retire";
+/// Instance tag with the template's `warm_pool_max` when the instance was last
+/// launched or started: the bound used when it retires, unless this process has
+/// launched for the template since (then that newer bound wins).
+pub const POOL_MAX_TAG: &str = "jenkins-cloud:warm-pool-max";
 /// Instance tag with a fingerprint of the launch settings; the warm pool only
 /// reuses instances whose fingerprint matches.
 pub const SPEC_TAG: &str = "jenkins-cloud:launch-fingerprint";

@@ -10,7 +10,8 @@
 //!   "root_volume": {"size_gib": 100, "volume_type": "gp3", "encrypted": true},
 //!   "spot": {"max_price": "0.05", "fallback_to_on_demand": true},
 //!   "tags": {"team": "ci"},
-//!   "warm_pool": false
+//!   "warm_pool": true,
+//!   "warm_pool_max": 10
 //! }
 //! ```
 
@@ -159,6 +160,11 @@ pub struct Ec2Spec {
     /// template for new agents.
     #[serde(default)]
     pub warm_pool: bool,
+    /// Most stopped instances kept per template in the warm pool (≥ 1; only
+    /// with `warm_pool: true`). Default [`DEFAULT_WARM_POOL_MAX`]. Not part of
+    /// the launch fingerprint: changing it does not make pooled instances stale.
+    #[serde(default)]
+    pub warm_pool_max: Option<u32>,
     /// How the agent secret is delivered.
     #[serde(default)]
     pub secret_delivery: SecretDelivery,
@@ -175,6 +181,9 @@ fn one() -> i32 {
     1
 }
 
+/// `warm_pool_max` when the spec leaves it out.
+pub const DEFAULT_WARM_POOL_MAX: u32 = 10;
+
 const VOLUME_TYPES: &[&str] = &["gp3", "gp2", "io1", "io2", "st1", "sc1", "standard"];
 const FIELDS: &[&str] = &[
     "ami",
@@ -188,6 +197,7 @@ const FIELDS: &[&str] = &[
     "tags",
     "spot",
     "warm_pool",
+    "warm_pool_max",
     "secret_delivery",
     "user_data_template",
 ];
@@ -213,6 +223,16 @@ fn imds_tag_key_ok(key: &str) -> bool {
 }
 
 impl Ec2Spec {
+    /// The most stopped instances this template keeps: `warm_pool_max` (default
+    /// [`DEFAULT_WARM_POOL_MAX`]) with `warm_pool`, 0 without.
+    pub fn warm_pool_bound(&self) -> usize {
+        if self.warm_pool {
+            self.warm_pool_max.unwrap_or(DEFAULT_WARM_POOL_MAX) as usize
+        } else {
+            0
+        }
+    }
+
     /// Parses and checks a template spec; every problem at once, each naming its field.
     pub fn parse(spec: &serde_json::Value) -> Result<Self, Vec<String>> {
         let Some(obj) = spec.as_object() else {
@@ -246,6 +266,7 @@ impl Ec2Spec {
                 "tags" => check_field::<BTreeMap<String, String>>(key, value, &mut errors),
                 "spot" => check_field::<Option<SpotSpec>>(key, value, &mut errors),
                 "warm_pool" => check_field::<bool>(key, value, &mut errors),
+                "warm_pool_max" => check_field::<Option<u32>>(key, value, &mut errors),
                 "secret_delivery" => check_field::<SecretDelivery>(key, value, &mut errors),
                 _ => {}
             }
@@ -375,6 +396,16 @@ impl Ec2Spec {
                     .into(),
             );
         }
+        match self.warm_pool_max {
+            Some(_) if !self.warm_pool => {
+                errors.push("spec.warm_pool_max: only allowed with `warm_pool: true`".into())
+            }
+            Some(0) => errors.push(
+                "spec.warm_pool_max: must be at least 1 (use `warm_pool: false` for no pool)"
+                    .into(),
+            ),
+            _ => {}
+        }
         if let Some(t) = &self.user_data_template {
             if let Err(e) = crate::userdata::check_template(t) {
                 errors.push(format!("spec.user_data_template: {e}"));
@@ -396,6 +427,56 @@ mod tests {
         assert_eq!(s.metadata.hop_limit, 1);
         assert_eq!(s.secret_delivery, SecretDelivery::Ssm);
         assert!(!s.warm_pool && s.spot.is_none() && s.subnets.is_empty());
+        assert_eq!((s.warm_pool_max, s.warm_pool_bound()), (None, 0));
+    }
+
+    #[test]
+    fn warm_pool_max_defaults_and_bounds() {
+        let base = json!({"ami": {"id": "ami-1"}, "instance_types": ["t3.small"]});
+        let with = |extra: serde_json::Value| {
+            let mut spec = base.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            Ec2Spec::parse(&spec)
+        };
+        let s = with(json!({"warm_pool": true})).unwrap();
+        assert_eq!(s.warm_pool_bound(), DEFAULT_WARM_POOL_MAX as usize);
+        let s = with(json!({"warm_pool": true, "warm_pool_max": 2})).unwrap();
+        assert_eq!((s.warm_pool_max, s.warm_pool_bound()), (Some(2), 2));
+        let s = with(json!({"warm_pool": true, "warm_pool_max": null})).unwrap();
+        assert_eq!(s.warm_pool_bound(), DEFAULT_WARM_POOL_MAX as usize);
+
+        for (extra, needle) in [
+            (
+                json!({"warm_pool_max": 3}),
+                "only allowed with `warm_pool: true`",
+            ),
+            (
+                json!({"warm_pool": false, "warm_pool_max": 3}),
+                "only allowed with `warm_pool: true`",
+            ),
+            (json!({"warm_pool": true, "warm_pool_max": 0}), "at least 1"),
+            (
+                json!({"warm_pool": true, "warm_pool_max": -1}),
+                "invalid value",
+            ),
+            (
+                json!({"warm_pool": true, "warm_pool_max": 2.5}),
+                "invalid type",
+            ),
+            (
+                json!({"warm_pool": true, "warm_pool_max": "5"}),
+                "invalid type",
+            ),
+        ] {
+            let errors = with(extra.clone()).unwrap_err();
+            assert_eq!(errors.len(), 1, "{extra}: {errors:?}");
+            assert!(
+                errors[0].starts_with("spec.warm_pool_max:") && errors[0].contains(needle),
+                "{extra}: {errors:?}"
+            );
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ use crate::api::{InstanceInfo, MockEc2Api, RunRequest};
 use crate::error::Ec2Error;
 use crate::Ec2Backend;
 
+mod warm_pool;
+
 const SECRET: &str = "5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa";
 
 fn template(spec: serde_json::Value) -> AgentTemplate {
@@ -329,7 +331,13 @@ async fn terminate_refuses_foreign_stops_warm_and_reports_each() {
             instance("i-mine", Some("ci"), "running", "terminate"),
             instance("i-foreign", Some("other"), "running", "terminate"),
             instance("i-untagged", None, "running", "terminate"),
-            instance("i-warm", Some("ci"), "running", "stop"),
+            {
+                // Pool members carry their template (one without could never be reused: terminated).
+                let mut warm = instance("i-warm", Some("ci"), "running", "stop");
+                warm.tags
+                    .push(("jenkins-cloud:template".into(), "linux".into()));
+                warm
+            },
         ])
     });
     api.expect_terminate_instances()

@@ -313,6 +313,139 @@ async fn warm_pool_stops_and_reuses_instances() {
     );
 }
 
+async fn states_of(h: &common::Harness, ids: &[CloudId]) -> Vec<CloudState> {
+    let seen = h.backend.describe(ids).await.unwrap();
+    ids.iter()
+        .map(|id| {
+            seen.iter()
+                .find(|i| &i.id == id)
+                .map(|i| i.state.clone())
+                .unwrap_or_else(|| panic!("{id} not described"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn warm_pool_max_keeps_two_stopped_and_terminates_the_rest() {
+    let h = harness().await;
+    let t = h
+        .template(json!({"warm_pool": true, "warm_pool_max": 2}))
+        .await;
+    let agents: Vec<_> = (1..=4).map(|n| agent(&format!("ci-linux-w{n}"))).collect();
+    let out = h
+        .backend
+        .launch(LaunchBatch {
+            template: &t,
+            jenkins: &jenkins(),
+            agents: &agents,
+        })
+        .await;
+    let ids: Vec<CloudId> = out
+        .iter()
+        .map(|o| o.result.clone().expect("launched"))
+        .collect();
+
+    let out = h.backend.terminate(&ids, "idle").await;
+    assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+    assert_eq!(
+        out.iter().map(|o| &o.id).collect::<Vec<_>>(),
+        ids.iter().collect::<Vec<_>>()
+    );
+    // Input order decides: the first two fill the pool, the others go.
+    assert_eq!(
+        states_of(&h, &ids).await,
+        [
+            CloudState::Stopped,
+            CloudState::Stopped,
+            CloudState::Terminated,
+            CloudState::Terminated
+        ]
+    );
+    for a in &agents {
+        let gone = h
+            .ssm
+            .get_parameter()
+            .name(format!("/jenkins-cloud/ci/{}", a.agent_name))
+            .send()
+            .await;
+        assert!(
+            gone.is_err(),
+            "parameter of {} should be deleted",
+            a.agent_name
+        );
+    }
+
+    // A later launch reuses a stopped member (the pool then holds one).
+    let again = h
+        .backend
+        .launch(LaunchBatch {
+            template: &t,
+            jenkins: &jenkins(),
+            agents: &[agent("ci-linux-w5")],
+        })
+        .await;
+    let reused = again[0].result.clone().unwrap();
+    assert!(ids[..2].contains(&reused), "{reused} is not a pool member");
+    assert_eq!(
+        states_of(&h, std::slice::from_ref(&reused)).await,
+        [CloudState::Running]
+    );
+
+    // Retiring it again fits: back to two stopped.
+    let out = h
+        .backend
+        .terminate(std::slice::from_ref(&reused), "idle")
+        .await;
+    assert!(out[0].result.is_ok());
+    assert_eq!(
+        states_of(&h, &ids[..2]).await,
+        [CloudState::Stopped, CloudState::Stopped]
+    );
+}
+
+#[tokio::test]
+async fn stale_pool_members_are_terminated_by_the_next_launch() {
+    let h = harness().await;
+    let old = h.template(json!({"warm_pool": true})).await;
+    let first = h
+        .backend
+        .launch(LaunchBatch {
+            template: &old,
+            jenkins: &jenkins(),
+            agents: &[agent("ci-linux-s1")],
+        })
+        .await;
+    let stale = first[0].result.clone().unwrap();
+    assert!(h
+        .backend
+        .terminate(std::slice::from_ref(&stale), "idle")
+        .await[0]
+        .result
+        .is_ok());
+    assert_eq!(
+        states_of(&h, std::slice::from_ref(&stale)).await,
+        [CloudState::Stopped]
+    );
+
+    // The operator changes the instance types: the stopped one can never be reused.
+    let mut new = old.clone();
+    new.spec["instance_types"] = json!(["t3.large"]);
+    let second = h
+        .backend
+        .launch(LaunchBatch {
+            template: &new,
+            jenkins: &jenkins(),
+            agents: &[agent("ci-linux-s2")],
+        })
+        .await;
+    let fresh = second[0].result.clone().unwrap();
+    assert_ne!(fresh, stale);
+    assert_eq!(
+        states_of(&h, &[stale, fresh]).await,
+        [CloudState::Terminated, CloudState::Running]
+    );
+}
+
 #[tokio::test]
 async fn spot_launch_sends_spot_options() {
     let h = harness().await;

@@ -870,7 +870,7 @@ fn ec2_template(t: &Value, tpath: &str, name: String, notes: &mut Notes) -> Opti
             "remoteAdmin" | "rootCommandPrefix" | "slaveCommandPrefix" | "slaveCommandSuffix" | "sshPort" | "jvmopts" | "javaPath" | "connectionStrategy" | "connectBySSHProcess" | "connectUsingPublicIp" | "hostKeyVerificationStrategy" | "launchTimeoutStr" | "associatePublicIp" => {
                 notes.add(&fpath, "not carried: SSH launch setting; agents connect inbound over WebSocket")
             }
-            "stopOnTerminate" => notes.add(&fpath, "not carried: use `spec.warm_pool: true` to stop and reuse instances"),
+            "stopOnTerminate" => notes.add(&fpath, "not carried: use `spec.warm_pool: true` to stop and reuse instances (at most `spec.warm_pool_max`, default 10, stay stopped)"),
             "deleteRootOnTermination" | "useEphemeralDevices" | "ebsEncryptRootVolume" | "monitoring" | "t2Unlimited" | "tenancy" | "customDeviceMapping" | "nodeProperties" | "enclaveEnabled" | "avoidUsingOrphanedNodes" | "minimumNumberOfSpareInstances" | "minimumNumberOfInstancesTimeRangeConfig" => {
                 notes.add(&fpath, "not carried: no equivalent")
             }

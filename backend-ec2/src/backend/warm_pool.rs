@@ -1,0 +1,289 @@
+//! The warm pool: stopped instances kept per template for reuse, and its bound.
+//!
+//! A template's pool holds the instances tagged with our owner, the template and
+//! `jenkins-cloud:retire=stop` that are `stopped` or `stopping`, minus those a
+//! launch of this process has claimed. It is kept at most `warm_pool_max`
+//! ([`Ec2Spec::warm_pool_bound`](crate::spec::Ec2Spec::warm_pool_bound)) at two
+//! points:
+//!
+//! * **Retire** ([`Ec2Backend::split_warm`]): warm instances are stopped only
+//!   while their template's pool has room, the others are terminated. One
+//!   DescribeInstances per retire chunk counts the pools; when it fails,
+//!   everything is terminated (the pool never grows blindly). Retires of this
+//!   process are serialised from the count to the StopInstances, so two calls
+//!   cannot both fill the last place.
+//! * **Launch** ([`Ec2Backend::reuse_stopped`]): the DescribeInstances that
+//!   looks for a reusable member also finds *stale* members (another launch
+//!   fingerprint, or stopped by EC2 rather than by us: never reusable) and
+//!   *surplus* members (more than the bound would stay once one is reused, e.g.
+//!   after `warm_pool_max` was lowered). Members are ordered by launch time,
+//!   then id (EC2 resets the launch time at each start, so the first is the
+//!   one started longest ago): the first is reused, the next ones are the surplus.
+//!   Stale and surplus members are terminated, and
+//!   their tagged secret parameters deleted, after the reused instance was
+//!   started; a failure there is logged and retried at the next launch.
+
+use std::collections::HashMap;
+use std::sync::PoisonError;
+
+use jenkins_cloud_core::backend::{tags, CloudState};
+
+use super::{owner_filter, Ec2Backend, MAX_TERMINATE_BATCH};
+use crate::api::{Filter, InstanceInfo};
+use crate::spec::DEFAULT_WARM_POOL_MAX;
+use crate::state::map_state;
+use crate::{POOL_MAX_TAG, RETIRE_TAG, SECRET_PARAMETER_TAG, SPEC_TAG};
+
+impl Ec2Backend {
+    /// Pool members of `templates` in `states`, as DescribeInstances filters.
+    fn pool_filters(&self, templates: Vec<String>, states: &[&str]) -> Vec<Filter> {
+        vec![
+            owner_filter(&self.owner),
+            (format!("tag:{}", tags::TEMPLATE), templates),
+            (format!("tag:{RETIRE_TAG}"), vec!["stop".to_owned()]),
+            (
+                "instance-state-name".to_owned(),
+                states.iter().map(|s| (*s).to_owned()).collect(),
+            ),
+        ]
+    }
+
+    /// Ours and meant for the pool (the filters are not trusted alone).
+    fn is_pool_instance(&self, info: &InstanceInfo) -> bool {
+        info.tag(tags::OWNER) == Some(self.owner.as_str()) && info.tag(RETIRE_TAG) == Some("stop")
+    }
+
+    /// Records the bound of `template` from its current spec (0 without a pool):
+    /// it wins over the bound tagged on instances when they retire.
+    pub(super) fn remember_bound(&self, template: &str, bound: usize) {
+        self.pool_bounds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(template.to_owned(), bound);
+    }
+
+    /// The bound of `template`'s pool for retiring `info`: the one remembered
+    /// from the last launch of the template, else the one tagged on the
+    /// instance, else the default.
+    fn pool_bound(&self, template: &str, info: &InstanceInfo) -> usize {
+        if let Some(bound) = self
+            .pool_bounds
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(template)
+        {
+            return *bound;
+        }
+        info.tag(POOL_MAX_TAG)
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|b| *b >= 1)
+            .unwrap_or(DEFAULT_WARM_POOL_MAX as usize)
+    }
+
+    /// Splits running warm instances being retired into those to stop (their
+    /// pool has room, counting the ones stopped by this call) and those to
+    /// terminate. The caller holds `pool_lock` until its StopInstances is done.
+    pub(super) async fn split_warm(&self, warm: &[&InstanceInfo]) -> (Vec<String>, Vec<String>) {
+        if warm.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let mut templates: Vec<String> = warm
+            .iter()
+            .filter_map(|i| i.tag(tags::TEMPLATE))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        templates.sort();
+        templates.dedup();
+        let members = if templates.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.api
+                .describe_instances(self.pool_filters(templates, &["stopped", "stopping"]))
+                .await
+        };
+        let members = match members {
+            Ok(members) => members,
+            Err(e) => {
+                let ids: Vec<String> = warm.iter().map(|i| i.id.clone()).collect();
+                tracing::warn!(error = %e, instances = ?ids,
+                    "could not count the warm pool; terminating instead of stopping");
+                return (Vec::new(), ids);
+            }
+        };
+        let mut size: HashMap<&str, usize> = HashMap::new();
+        {
+            let claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+            for m in &members {
+                if self.is_pool_instance(m)
+                    && matches!(m.state.as_str(), "stopped" | "stopping")
+                    && !claimed.contains(&m.id)
+                    && !warm.iter().any(|w| w.id == m.id)
+                {
+                    if let Some(t) = m.tag(tags::TEMPLATE) {
+                        *size.entry(t).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let (mut stop, mut full) = (Vec::new(), Vec::new());
+        for info in warm {
+            if stop.contains(&info.id) || full.contains(&info.id) {
+                continue; // the same id twice in one call
+            }
+            let template = info.tag(tags::TEMPLATE).unwrap_or_default();
+            let bound = self.pool_bound(template, info);
+            let count = size.entry(template).or_default();
+            if !template.is_empty() && *count < bound {
+                *count += 1;
+                stop.push(info.id.clone());
+            } else {
+                full.push(info.id.clone());
+            }
+        }
+        if !full.is_empty() {
+            tracing::info!(instances = ?full, "warm pool full (warm_pool_max): terminating instead of stopping");
+        }
+        (stop, full)
+    }
+
+    /// Starts a stopped member of this owner's `template` pool with launch
+    /// `fingerprint` for `agent`, after re-tagging it (the agent reads its name
+    /// and parameter from the tags at boot). `None` when there is none or
+    /// starting failed. Stale and surplus members seen on the way are terminated
+    /// (see the [module docs](self)).
+    pub(super) async fn reuse_stopped(
+        &self,
+        template: &str,
+        bound: usize,
+        fingerprint: &str,
+        agent: &str,
+        parameter: Option<&str>,
+    ) -> Option<String> {
+        let found = match self
+            .api
+            .describe_instances(self.pool_filters(vec![template.to_owned()], &["stopped"]))
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not look for stopped instances; launching a new one");
+                return None;
+            }
+        };
+        let (pick, stale, surplus) = {
+            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+            let (mut fresh, mut stale) = (Vec::new(), Vec::new());
+            for info in found.iter().filter(|i| {
+                self.is_pool_instance(i)
+                    && i.state == "stopped"
+                    && i.tag(tags::TEMPLATE) == Some(template)
+                    && !claimed.contains(&i.id)
+            }) {
+                if info.tag(SPEC_TAG) == Some(fingerprint) && map_state(info) == CloudState::Stopped
+                {
+                    fresh.push(info);
+                } else {
+                    stale.push(info);
+                }
+            }
+            // Oldest first: the member started longest ago is reused, then the
+            // next oldest ones go while more than `bound` would stay.
+            fresh.sort_by(|a, b| (a.launch_time, &a.id).cmp(&(b.launch_time, &b.id)));
+            let pick = (!fresh.is_empty()).then(|| fresh.remove(0).id.clone());
+            let over = fresh.len().saturating_sub(bound);
+            let surplus: Vec<&InstanceInfo> = fresh.drain(..over).collect();
+            for id in stale.iter().chain(&surplus).map(|i| &i.id).chain(&pick) {
+                claimed.insert(id.clone());
+            }
+            (pick, stale, surplus)
+        };
+        let started = match pick {
+            Some(id) => self.start_member(id, bound, agent, parameter).await,
+            None => None,
+        };
+        self.drop_members(template, &stale, &surplus).await;
+        started
+    }
+
+    async fn start_member(
+        &self,
+        id: String,
+        bound: usize,
+        agent: &str,
+        parameter: Option<&str>,
+    ) -> Option<String> {
+        let mut new_tags = vec![
+            (tags::AGENT.to_owned(), agent.to_owned()),
+            ("Name".to_owned(), agent.to_owned()),
+            (POOL_MAX_TAG.to_owned(), bound.to_string()),
+        ];
+        if let Some(parameter) = parameter {
+            new_tags.push((SECRET_PARAMETER_TAG.to_owned(), parameter.to_owned()));
+        }
+        let started = async {
+            self.api.create_tags(vec![id.clone()], new_tags).await?;
+            self.api.start_instances(vec![id.clone()]).await
+        }
+        .await;
+        match started {
+            Ok(()) => {
+                tracing::info!(agent, instance = %id, "warm-pool instance started");
+                Some(id)
+            }
+            Err(e) => {
+                tracing::warn!(agent, instance = %id, error = %e, "could not start a warm-pool instance; launching a new one");
+                self.claimed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&id);
+                None
+            }
+        }
+    }
+
+    /// Terminates stale and surplus members (claimed by the caller) and deletes
+    /// their tagged secret parameters. Failures are logged, never returned.
+    async fn drop_members(
+        &self,
+        template: &str,
+        stale: &[&InstanceInfo],
+        surplus: &[&InstanceInfo],
+    ) {
+        let ids = |members: &[&InstanceInfo]| -> Vec<String> {
+            members.iter().map(|i| i.id.clone()).collect()
+        };
+        if !stale.is_empty() {
+            tracing::info!(template, instances = ?ids(stale),
+                "terminating stale warm-pool instances (launched with other settings, or stopped by EC2)");
+        }
+        if !surplus.is_empty() {
+            tracing::info!(template, instances = ?ids(surplus),
+                "terminating warm-pool instances over warm_pool_max");
+        }
+        let doomed: Vec<&InstanceInfo> = stale.iter().chain(surplus).copied().collect();
+        for chunk in doomed.chunks(MAX_TERMINATE_BATCH) {
+            match self.api.terminate_instances(ids(chunk)).await {
+                Ok(()) => {
+                    for parameter in chunk
+                        .iter()
+                        .filter_map(|i| i.tag(SECRET_PARAMETER_TAG))
+                        .filter(|p| !p.is_empty())
+                    {
+                        if let Err(e) = self.api.delete_parameter(parameter.to_owned()).await {
+                            tracing::warn!(parameter, error = %e, "could not delete the secret parameter of a warm-pool instance");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(template, instances = ?ids(chunk), error = %e,
+                        "could not terminate warm-pool instances; trying again at the next launch");
+                }
+            }
+        }
+        let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+        for info in doomed {
+            claimed.remove(&info.id);
+        }
+    }
+}
