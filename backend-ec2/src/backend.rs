@@ -353,6 +353,7 @@ impl Ec2Backend {
         };
         let mut results: Vec<Option<Result<(), BackendError>>> = vec![None; ids.len()];
         let (mut to_terminate, mut warm, mut parameters) = (Vec::new(), Vec::new(), Vec::new());
+        let mut still_tagged = Vec::new();
         for (slot, id) in results.iter_mut().zip(ids) {
             let Some(info) = known.iter().find(|i| i.id == id.0) else {
                 *slot = Some(Ok(()));
@@ -372,7 +373,12 @@ impl Ec2Backend {
             let pooled = !force && info.tag(RETIRE_TAG) == Some("stop");
             match (info.state.as_str(), pooled) {
                 ("terminated" | "shutting-down", _) => *slot = Some(Ok(())),
-                ("stopped" | "stopping", true) => *slot = Some(Ok(())),
+                ("stopped" | "stopping", true) => {
+                    if info.tag(tags::AGENT).is_some_and(|a| !a.is_empty()) {
+                        still_tagged.push(id.0.clone());
+                    }
+                    *slot = Some(Ok(()));
+                }
                 (_, true) => warm.push(info),
                 (_, false) => to_terminate.push(id.0.clone()),
             }
@@ -402,17 +408,21 @@ impl Ec2Backend {
                 .await
                 .map_err(BackendError::from);
             if r.is_ok() {
-                // A pooled instance is no agent any more.
-                let cleared = vec![
-                    (tags::AGENT.to_owned(), String::new()),
-                    (SECRET_PARAMETER_TAG.to_owned(), String::new()),
-                ];
-                if let Err(e) = self.api.create_tags(to_stop.clone(), cleared).await {
-                    tracing::warn!(error = %e, "could not clear the agent tags of stopped instances");
-                }
+                still_tagged.extend(to_stop.iter().cloned());
             }
             r
         };
+        if !still_tagged.is_empty() {
+            // A pooled instance is no agent any more; until this succeeds it is
+            // not reused (see `reuse_stopped`), and the next retire tries again.
+            let cleared = vec![
+                (tags::AGENT.to_owned(), String::new()),
+                (SECRET_PARAMETER_TAG.to_owned(), String::new()),
+            ];
+            if let Err(e) = self.api.create_tags(still_tagged, cleared).await {
+                tracing::warn!(error = %e, "could not clear the agent tags of stopped instances");
+            }
+        }
         drop(pool_guard);
         {
             let mut claimed = self.claimed.lock().expect("claim lock");

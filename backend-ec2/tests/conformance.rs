@@ -1,5 +1,6 @@
-//! Core's conformance suite against the EC2 backend on moto: one test per
-//! behaviour, each in a fresh moto account (`common::harness`).
+//! Core's conformance suite against the EC2 backend on moto, without and with a
+//! warm pool: one test per behaviour, each in a fresh moto account
+//! (`common::harness`).
 
 mod common;
 
@@ -20,8 +21,17 @@ struct Ec2Harness {
 
 impl Ec2Harness {
     async fn new() -> Self {
+        Self::with_spec(serde_json::json!({})).await
+    }
+
+    /// Retired instances are stopped into a pool of at most 2 and restarted.
+    async fn warm_pool() -> Self {
+        Self::with_spec(serde_json::json!({ "warm_pool": true, "warm_pool_max": 2 })).await
+    }
+
+    async fn with_spec(spec: serde_json::Value) -> Self {
         let harness = common::harness().await;
-        let template = harness.template(serde_json::json!({})).await;
+        let template = harness.template(spec).await;
         Self { harness, template }
     }
 }
@@ -57,7 +67,18 @@ impl ConformanceHarness for Ec2Harness {
     }
 }
 
-jenkins_cloud_core::conformance_tests!(
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    Ec2Harness::new().await
-);
+mod plain {
+    use super::Ec2Harness;
+    jenkins_cloud_core::conformance_tests!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        Ec2Harness::new().await
+    );
+}
+
+mod warm_pool {
+    use super::Ec2Harness;
+    jenkins_cloud_core::conformance_tests!(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        Ec2Harness::warm_pool().await
+    );
+}

@@ -1,13 +1,14 @@
 //! Deliberately broken backends fail the conformance behaviours they break.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use jenkins_cloud_core::backend::{
-    AgentLaunch, Backend, BackendError, Capabilities, CloudId, CloudInstance, LaunchBatch,
-    LaunchOutcome, OwnerId, TerminateOutcome,
+    AgentLaunch, Backend, BackendError, Capabilities, CloudId, CloudInstance, CloudState,
+    LaunchBatch, LaunchOutcome, OwnerId, TerminateOutcome,
 };
-use jenkins_cloud_core::memory::{MemoryBackend, MemoryHarness};
+use jenkins_cloud_core::memory::{Latency, MemoryBackend, MemoryHarness, WarmPool};
 use jenkins_cloud_core::template::AgentTemplate;
 use jenkins_cloud_core::testkit::conformance::{self, Checked, ConformanceHarness, Verdict};
 
@@ -27,6 +28,18 @@ enum Flaw {
     IgnoresInvalidSpec,
     /// A second terminate of the same id fails as transient.
     TerminateNotIdempotent,
+    /// A warm pool whose stopped members still carry their last agent's name.
+    PoolKeepsAgentName,
+}
+
+/// What [`Flaw::PoolKeepsAgentName`] reports for stopped members.
+fn keep_agent_name(mut instances: Vec<CloudInstance>) -> Vec<CloudInstance> {
+    for i in &mut instances {
+        if i.state == CloudState::Stopped {
+            i.agent_name = "ghost-agent".into();
+        }
+    }
+    instances
 }
 
 #[derive(Debug)]
@@ -102,7 +115,10 @@ impl Backend for Broken {
     }
 
     async fn describe(&self, ids: &[CloudId]) -> Result<Vec<CloudInstance>, BackendError> {
-        self.inner.describe(ids).await
+        match self.flaw {
+            Flaw::PoolKeepsAgentName => self.inner.describe(ids).await.map(keep_agent_name),
+            _ => self.inner.describe(ids).await,
+        }
     }
 
     async fn terminate(&self, ids: &[CloudId], reason: &str) -> Vec<TerminateOutcome> {
@@ -147,6 +163,7 @@ impl Backend for Broken {
                 .into_iter()
                 .map(|r| r.instance)
                 .collect()),
+            Flaw::PoolKeepsAgentName => self.inner.list_owned().await.map(keep_agent_name),
             _ => self.inner.list_owned().await,
         }
     }
@@ -184,10 +201,16 @@ impl ConformanceHarness for BrokenHarness {
 }
 
 fn harness(flaw: Flaw) -> BrokenHarness {
-    BrokenHarness {
-        inner: MemoryHarness::new(),
-        flaw,
-    }
+    let inner = match flaw {
+        Flaw::PoolKeepsAgentName => MemoryHarness::with_config(|b| {
+            b.with_warm_pool(WarmPool {
+                max_stopped: 2,
+                restart_latency: Latency::Fixed(Duration::from_secs(20)),
+            })
+        }),
+        _ => MemoryHarness::new(),
+    };
+    BrokenHarness { inner, flaw }
 }
 
 /// The behaviour fails, naming itself, and run_all reports exactly `expected` as failed.
@@ -340,7 +363,25 @@ async fn a_harness_without_failure_injection_reports_not_supported() {
         report.not_supported,
         [
             ("partial_failure_keeps_successes", "inject_launch_failures"),
-            ("client_token_is_idempotent", "idempotent_client_tokens")
+            ("client_token_is_idempotent", "idempotent_client_tokens"),
+            (
+                "warm_pool_members_are_no_agents",
+                "a backend with stop_resume (warm pool)"
+            )
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_member_still_named_after_its_agent_is_caught() {
+    let v = conformance::warm_pool_members_are_no_agents(&harness(Flaw::PoolKeepsAgentName)).await;
+    let f = v.clone().unwrap_err();
+    assert!(f.message.contains("ghost-agent"), "{f}");
+    assert_caught(
+        Flaw::PoolKeepsAgentName,
+        v,
+        "warm_pool_members_are_no_agents",
+        &["warm_pool_members_are_no_agents"],
+    )
+    .await;
 }

@@ -19,6 +19,8 @@
 //!   after `warm_pool_max` was lowered). Members are ordered by launch time,
 //!   then id (EC2 resets the launch time at each start, so the first is the
 //!   one started longest ago): the first is reused, the next ones are the surplus.
+//!   A member still tagged with its last agent (the tag clearing after its stop
+//!   failed) is neither reused nor dropped until a retire clears the tag.
 //!   Stale and surplus members are terminated, and
 //!   their tagged secret parameters deleted, after the reused instance was
 //!   started; a failure there is logged and retried at the next launch.
@@ -180,12 +182,16 @@ impl Ec2Backend {
                     && i.tag(tags::TEMPLATE) == Some(template)
                     && !claimed.contains(&i.id)
             }) {
-                if info.tag(SPEC_TAG) == Some(fingerprint) && map_state(info) == CloudState::Stopped
+                if info.tag(SPEC_TAG) != Some(fingerprint) || map_state(info) != CloudState::Stopped
                 {
-                    fresh.push(info);
-                } else {
                     stale.push(info);
+                } else if info.tag(tags::AGENT).is_none_or(str::is_empty) {
+                    fresh.push(info);
                 }
+                // Else it still carries its last agent's tag (clearing it after the
+                // stop failed, or is not visible yet): the reconcile loop may still
+                // retire it under that agent, and a restart now would let that
+                // retire stop the new agent. A retire clears the tag; reused after.
             }
             // Oldest first: the member started longest ago is reused, then the
             // next oldest ones go while more than `bound` would stay.

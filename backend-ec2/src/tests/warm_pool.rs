@@ -410,3 +410,63 @@ async fn the_bound_of_the_latest_launch_wins_over_the_tagged_one() {
     let out = b.terminate(&ids(&["i-a", "i-b"]), "idle").await;
     assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
 }
+
+#[tokio::test]
+async fn a_member_still_tagged_with_its_agent_is_not_reused() {
+    // Clearing the agent tag after its stop failed: the loop may still retire it
+    // under that agent, so restarting it for another would be unsafe.
+    let (t, fp) = warm_template(5);
+    // The tagged one is older: it would be picked first were it eligible.
+    let tagged = launched_at(
+        with_tag(
+            pooled("i-tagged", "stopped", &fp),
+            "jenkins-cloud:agent",
+            "ci-linux-old",
+        ),
+        10,
+    );
+    let cleared = launched_at(
+        with_tag(
+            pooled("i-cleared", "stopped", &fp),
+            "jenkins-cloud:agent",
+            "",
+        ),
+        20,
+    );
+    let (api, seen) = launch_mock(vec![tagged, cleared], || Ok(()));
+    assert_eq!(launch_with(api, &t).await.unwrap().0, "i-cleared");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.started, ["i-cleared"]);
+    assert!(seen.terminated.is_empty(), "{:?}", seen.terminated);
+}
+
+#[tokio::test]
+async fn retiring_a_stopped_member_still_tagged_clears_its_tags_again() {
+    let tagged = with_tag(
+        pooled("i-tagged", "stopped", "fp"),
+        "jenkins-cloud:agent",
+        "ci-linux-old",
+    );
+    let untagged = with_tag(
+        pooled("i-clean", "stopped", "fp"),
+        "jenkins-cloud:agent",
+        "",
+    );
+    let mut api = MockEc2Api::new();
+    api.expect_describe_instances()
+        .withf(|f| is_id_lookup(f))
+        .returning(move |_| Ok(vec![tagged.clone(), untagged.clone()]));
+    api.expect_stop_instances().never();
+    api.expect_terminate_instances().never();
+    api.expect_create_tags()
+        .withf(|ids, tags| {
+            ids == &["i-tagged".to_owned()]
+                && tags.contains(&("jenkins-cloud:agent".to_owned(), String::new()))
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let out = backend(api)
+        .terminate(&ids(&["i-tagged", "i-clean"]), "retry")
+        .await;
+    assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+}
