@@ -3,8 +3,8 @@
 mod common;
 
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceMetadataTagsState};
-use common::{agent, harness, jenkins, secret_of};
-use jenkins_cloud_core::backend::{Backend, CloudId, CloudState, LaunchBatch};
+use common::{agent, harness, launch, secret_of};
+use jenkins_cloud_core::backend::{Backend, CloudId, CloudState};
 use jenkins_cloud_core::ErrorClass;
 use jenkins_cloud_ec2::api::Ec2Api;
 use jenkins_cloud_ec2::launch::resolve_ami;
@@ -33,14 +33,7 @@ async fn launch_describe_terminate_with_tags_imds_and_ssm_secret() {
     let h = harness().await;
     let t = h.template(json!({"metadata": {"hop_limit": 2}})).await;
     let agents = [agent("ci-linux-aaa"), agent("ci-linux-bbb")];
-    let out = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &agents,
-        })
-        .await;
+    let out = launch(&h.backend, &t, &agents).await;
     assert_eq!(out.len(), 2);
     let ids: Vec<CloudId> = out
         .iter()
@@ -160,23 +153,10 @@ async fn launch_describe_terminate_with_tags_imds_and_ssm_secret() {
 async fn owner_scoping_with_foreign_instances() {
     let h = harness().await;
     let t = h.template(json!({})).await;
-    let ours = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-own")],
-        })
-        .await;
+    let ours = launch(&h.backend, &t, &[agent("ci-linux-own")]).await;
     let ours = ours[0].result.clone().unwrap();
     let other = h.other_owner("other");
-    let theirs = other
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("other-linux-x")],
-        })
-        .await;
+    let theirs = launch(&other, &t, &[agent("other-linux-x")]).await;
     let theirs = theirs[0].result.clone().unwrap();
     let untagged = h
         .ec2
@@ -222,14 +202,7 @@ async fn owner_scoping_with_foreign_instances() {
 async fn warm_pool_stops_and_reuses_instances() {
     let h = harness().await;
     let t = h.template(json!({"warm_pool": true})).await;
-    let first = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-one")],
-        })
-        .await;
+    let first = launch(&h.backend, &t, &[agent("ci-linux-one")]).await;
     let id = first[0].result.clone().unwrap();
 
     let out = h.backend.terminate(std::slice::from_ref(&id), "idle").await;
@@ -255,14 +228,7 @@ async fn warm_pool_stops_and_reuses_instances() {
         CloudState::Stopped
     );
 
-    let second = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-two")],
-        })
-        .await;
+    let second = launch(&h.backend, &t, &[agent("ci-linux-two")]).await;
     assert_eq!(
         second[0].result.clone().unwrap(),
         id,
@@ -292,14 +258,7 @@ async fn warm_pool_stops_and_reuses_instances() {
     );
 
     // With the pool empty, the next agent gets a new instance.
-    let third = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-three")],
-        })
-        .await;
+    let third = launch(&h.backend, &t, &[agent("ci-linux-three")]).await;
     assert_ne!(third[0].result.clone().unwrap(), id);
 
     let out = h
@@ -332,14 +291,7 @@ async fn warm_pool_max_keeps_two_stopped_and_terminates_the_rest() {
         .template(json!({"warm_pool": true, "warm_pool_max": 2}))
         .await;
     let agents: Vec<_> = (1..=4).map(|n| agent(&format!("ci-linux-w{n}"))).collect();
-    let out = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &agents,
-        })
-        .await;
+    let out = launch(&h.backend, &t, &agents).await;
     let ids: Vec<CloudId> = out
         .iter()
         .map(|o| o.result.clone().expect("launched"))
@@ -376,14 +328,7 @@ async fn warm_pool_max_keeps_two_stopped_and_terminates_the_rest() {
     }
 
     // A later launch reuses a stopped member (the pool then holds one).
-    let again = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-w5")],
-        })
-        .await;
+    let again = launch(&h.backend, &t, &[agent("ci-linux-w5")]).await;
     let reused = again[0].result.clone().unwrap();
     assert!(ids[..2].contains(&reused), "{reused} is not a pool member");
     assert_eq!(
@@ -407,14 +352,7 @@ async fn warm_pool_max_keeps_two_stopped_and_terminates_the_rest() {
 async fn stale_pool_members_are_terminated_by_the_next_launch() {
     let h = harness().await;
     let old = h.template(json!({"warm_pool": true})).await;
-    let first = h
-        .backend
-        .launch(LaunchBatch {
-            template: &old,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-s1")],
-        })
-        .await;
+    let first = launch(&h.backend, &old, &[agent("ci-linux-s1")]).await;
     let stale = first[0].result.clone().unwrap();
     assert!(h
         .backend
@@ -430,14 +368,7 @@ async fn stale_pool_members_are_terminated_by_the_next_launch() {
     // The operator changes the instance types: the stopped one can never be reused.
     let mut new = old.clone();
     new.spec["instance_types"] = json!(["t3.large"]);
-    let second = h
-        .backend
-        .launch(LaunchBatch {
-            template: &new,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-s2")],
-        })
-        .await;
+    let second = launch(&h.backend, &new, &[agent("ci-linux-s2")]).await;
     let fresh = second[0].result.clone().unwrap();
     assert_ne!(fresh, stale);
     assert_eq!(
@@ -450,14 +381,7 @@ async fn stale_pool_members_are_terminated_by_the_next_launch() {
 async fn spot_launch_sends_spot_options() {
     let h = harness().await;
     let t = h.template(json!({"spot": {"max_price": "0.05"}})).await;
-    let out = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-spot")],
-        })
-        .await;
+    let out = launch(&h.backend, &t, &[agent("ci-linux-spot")]).await;
     let id = out[0].result.clone().unwrap();
     let raw = raw_instance(&h, &id.0).await;
     assert_eq!(raw.instance_lifecycle().map(|l| l.as_str()), Some("spot"));
@@ -524,14 +448,7 @@ async fn bad_subnet_is_permanent_for_every_agent() {
         .template(json!({"subnets": ["subnet-doesnotexist"]}))
         .await;
     let agents = [agent("ci-linux-p1"), agent("ci-linux-p2")];
-    let out = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &agents,
-        })
-        .await;
+    let out = launch(&h.backend, &t, &agents).await;
     assert_eq!(out.len(), 2);
     for o in &out {
         let e = o.result.as_ref().unwrap_err();
@@ -556,14 +473,7 @@ async fn bad_subnet_is_permanent_for_every_agent() {
 async fn client_token_reaches_ec2() {
     let h = harness().await;
     let t = h.template(json!({})).await;
-    let out = h
-        .backend
-        .launch(LaunchBatch {
-            template: &t,
-            jenkins: &jenkins(),
-            agents: &[agent("ci-linux-idem")],
-        })
-        .await;
+    let out = launch(&h.backend, &t, &[agent("ci-linux-idem")]).await;
     let raw = raw_instance(&h, &out[0].result.clone().unwrap().0).await;
     assert_eq!(raw.client_token(), Some("tok-ci-linux-idem"));
 }

@@ -12,7 +12,9 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_smithy_types::retry::RetryConfig;
-use jenkins_cloud_core::backend::{AgentLaunch, AgentTransport, JenkinsEndpoint, OwnerId};
+use jenkins_cloud_core::backend::{
+    AgentLaunch, AgentTransport, Backend, JenkinsEndpoint, LaunchBatch, LaunchOutcome, OwnerId,
+};
 use jenkins_cloud_core::label::LabelSet;
 use jenkins_cloud_core::testkit::moto::{moto, ACCOUNT_HEADER};
 use jenkins_cloud_core::{AgentTemplate, Secret};
@@ -146,6 +148,21 @@ impl Harness {
         t.spec = spec;
         t
     }
+}
+
+/// Launches `agents` of template `t` through `backend`, for [`jenkins`].
+pub async fn launch(
+    backend: &Ec2Backend,
+    t: &AgentTemplate,
+    agents: &[AgentLaunch],
+) -> Vec<LaunchOutcome> {
+    backend
+        .launch(LaunchBatch {
+            template: t,
+            jenkins: &jenkins(),
+            agents,
+        })
+        .await
 }
 
 /// The controller endpoint used by the tests.
