@@ -459,8 +459,22 @@ async fn the_reconcile_loop_reuses_pooled_instances() {
             split = Some(jenkins.history().len());
             submit(6);
         }
+        let before = backend
+            .list_owned()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|i| i.agent_name.is_empty())
+            .count();
         let pass = r.run_once().await.expect("pass");
         assert!(pass.act.errors.is_empty(), "{:?}", pass.act.errors);
+        // The loop reports the pool it observed (before acting).
+        assert_eq!(
+            r.warm_pool().get("linux").copied().unwrap_or(0),
+            before,
+            "{:?}",
+            r.warm_pool()
+        );
         // No agent record and no node for a pool member.
         let members: Vec<CloudInstance> = backend
             .list_owned()

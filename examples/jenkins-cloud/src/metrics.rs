@@ -23,6 +23,7 @@ pub struct Metrics {
 #[derive(Debug, Default)]
 struct Inner {
     agents: BTreeMap<(String, String), u64>,
+    warm_pool: BTreeMap<String, usize>,
     launches: BTreeMap<String, u64>,
     failures: BTreeMap<(String, String), u64>,
     passes_ok: u64,
@@ -136,6 +137,12 @@ impl Metrics {
         m.cloud = cloud;
     }
 
+    /// Records the warm-pool members (stopped instances kept for reuse) per
+    /// template, as the last pass observed them.
+    pub fn record_warm_pool(&self, warm_pool: &BTreeMap<String, usize>) {
+        self.inner.lock().expect("metrics lock").warm_pool = warm_pool.clone();
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let m = self.inner.lock().expect("metrics lock");
@@ -147,6 +154,14 @@ impl Metrics {
                 "jenkins_cloud_agents{{template=\"{}\",state=\"{}\"}} {n}",
                 esc(t),
                 esc(s)
+            );
+        }
+        out.push_str("# HELP jenkins_cloud_warm_pool_instances Stopped instances kept for reuse (EC2 warm pool), by template.\n# TYPE jenkins_cloud_warm_pool_instances gauge\n");
+        for (t, n) in &m.warm_pool {
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_warm_pool_instances{{template=\"{}\"}} {n}",
+                esc(t)
             );
         }
         out.push_str("# HELP jenkins_cloud_launches_total Agents launched.\n# TYPE jenkins_cloud_launches_total counter\n");
@@ -254,6 +269,27 @@ mod tests {
                 ..ActReport::default()
             },
         }
+    }
+
+    #[test]
+    fn warm_pool_members_are_a_gauge_per_template() {
+        let m = Metrics::default();
+        let pool = [("docker".to_owned(), 3), ("gpu".to_owned(), 0)]
+            .into_iter()
+            .collect();
+        m.record_warm_pool(&pool);
+        let text = m.render();
+        assert!(text.contains("# TYPE jenkins_cloud_warm_pool_instances gauge"));
+        assert!(
+            text.contains("jenkins_cloud_warm_pool_instances{template=\"docker\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jenkins_cloud_warm_pool_instances{template=\"gpu\"} 0"),
+            "{text}"
+        );
+        m.record_warm_pool(&Default::default());
+        assert!(!m.render().contains("jenkins_cloud_warm_pool_instances{"));
     }
 
     #[test]

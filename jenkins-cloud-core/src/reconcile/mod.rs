@@ -31,7 +31,7 @@ pub use backoff::{Backoff, BackoffPolicy};
 pub use plan::{Action, Caps, Plan};
 pub use state::{Agent, Observation};
 
-use crate::backend::{Backend, BackendError, JenkinsEndpoint, OwnerId};
+use crate::backend::{Backend, BackendError, CloudState, JenkinsEndpoint, OwnerId};
 use crate::jenkins::{Demand, JenkinsApi, JenkinsError};
 use crate::strategy::ProvisioningStrategy;
 use crate::template::AgentTemplate;
@@ -138,6 +138,7 @@ pub struct Reconciler {
     backends: Vec<Arc<dyn Backend>>,
     template_backend: BTreeMap<String, usize>,
     instance_backend: BTreeMap<String, usize>,
+    warm_pool: BTreeMap<String, usize>,
     strategy: Box<dyn ProvisioningStrategy>,
     agents: BTreeMap<String, Agent>,
     backoff: Backoff,
@@ -194,6 +195,7 @@ impl Reconciler {
             backends,
             template_backend,
             instance_backend: BTreeMap::new(),
+            warm_pool: BTreeMap::new(),
             strategy,
             agents: BTreeMap::new(),
             clock: WallClock {
@@ -207,6 +209,13 @@ impl Reconciler {
     /// The agents currently tracked.
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
         self.agents.values()
+    }
+
+    /// Warm-pool members (stopped or stopping resources assigned to no agent,
+    /// see [`CloudState::Stopped`]) per template name, as of the last
+    /// successful observation. They are not agents and count toward no cap.
+    pub fn warm_pool(&self) -> &BTreeMap<String, usize> {
+        &self.warm_pool
     }
 
     /// The loop's settings.
@@ -232,6 +241,7 @@ impl Reconciler {
             obs.nodes.insert(node.name.clone(), node);
         }
         self.instance_backend.clear();
+        let mut warm_pool = BTreeMap::new();
         for (index, backend) in self.backends.iter().enumerate() {
             let listed = backend
                 .list_owned()
@@ -241,7 +251,14 @@ impl Reconciler {
                     error,
                 })?;
             // Warm-pool members (stopped, assigned to no agent) are not agents.
-            for instance in listed.into_iter().filter(|i| !i.agent_name.is_empty()) {
+            let (listed, pooled): (Vec<_>, Vec<_>) =
+                listed.into_iter().partition(|i| !i.agent_name.is_empty());
+            for member in pooled {
+                if matches!(member.state, CloudState::Stopped | CloudState::Stopping) {
+                    *warm_pool.entry(member.template).or_default() += 1;
+                }
+            }
+            for instance in listed {
                 let newer = match obs.instances.get(&instance.agent_name) {
                     Some(existing) => existing.state.is_gone() && !instance.state.is_gone(),
                     None => true,
@@ -253,6 +270,7 @@ impl Reconciler {
                 }
             }
         }
+        self.warm_pool = warm_pool;
         state::absorb(&mut self.agents, &obs, now, self.config.orphan_grace);
         self.agents
             .retain(|_, a| a.state != crate::lifecycle::AgentState::Terminated);

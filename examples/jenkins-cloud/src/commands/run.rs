@@ -36,6 +36,7 @@ pub async fn once(setup: &mut Setup, metrics: &Metrics) -> Result<PassReport, Co
     log_pass(&result);
     let cloud = setup.cloud_metrics();
     metrics.record_pass(result.as_ref().ok(), setup.reconciler.agents(), cloud);
+    metrics.record_warm_pool(setup.reconciler.warm_pool());
     result.map_err(|e| CommandError(format!("pass failed, nothing changed: {e}")))
 }
 
