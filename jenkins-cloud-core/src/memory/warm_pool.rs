@@ -38,10 +38,11 @@ use crate::secret::Secret;
 ///   counts instances created, [`restarted`](super::BackendStats::restarted)
 ///   launches served from the pool, [`pooled`](super::BackendStats::pooled)
 ///   terminations that stopped into the pool.
-/// * **Unlike EC2**: the pool is bounded (EC2's grows until
-///   `terminate_for_good`); any stopped member of the template is reused (EC2
-///   also requires the same launch fingerprint); a restart refused for
-///   capacity fails the launch (EC2 falls back to a fresh instance).
+/// * **Unlike EC2**: any stopped member of the template is reused (EC2 also
+///   requires the same launch fingerprint and terminates members launched with
+///   other settings); a restart refused for capacity fails the launch (EC2
+///   falls back to a fresh instance). Both bound the pool per template
+///   (`max_stopped` here, `warm_pool_max` on EC2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WarmPool {
     /// Most pool members (stopping or stopped) per owner and template.
