@@ -4,7 +4,7 @@ mod warm_pool;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use jenkins_cloud_core::backend::{
@@ -370,7 +370,10 @@ impl Ec2Backend {
             if let Some(p) = info.tag(SECRET_PARAMETER_TAG).filter(|p| !p.is_empty()) {
                 parameters.push(p.to_owned());
             }
-            let pooled = !force && info.tag(RETIRE_TAG) == Some("stop");
+            // A spot instance cannot be stopped (one-time requests): never pooled.
+            let pooled = !force
+                && info.tag(RETIRE_TAG) == Some("stop")
+                && info.lifecycle.as_deref() != Some("spot");
             match (info.state.as_str(), pooled) {
                 ("terminated" | "shutting-down", _) => *slot = Some(Ok(())),
                 ("stopped" | "stopping", true) => {
@@ -425,9 +428,12 @@ impl Ec2Backend {
         }
         drop(pool_guard);
         {
-            let mut claimed = self.claimed.lock().expect("claim lock");
-            for id in to_stop.iter().chain(&to_terminate) {
-                claimed.remove(id);
+            // Every id of this call is settled (stopping, terminating, already
+            // stopped or gone): none stays claimed by an earlier warm start, or a
+            // member stopped again by EC2 would never be reused nor swept.
+            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+            for id in ids {
+                claimed.remove(&id.0);
             }
         }
         for (slot, id) in results.iter_mut().zip(ids) {

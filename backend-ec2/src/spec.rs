@@ -390,6 +390,12 @@ impl Ec2Spec {
                 }
             }
         }
+        if self.warm_pool && self.spot.is_some() {
+            errors.push(
+                "spec.warm_pool: cannot be combined with spot (one-time spot instances cannot be stopped, only terminated)"
+                    .into(),
+            );
+        }
         if self.warm_pool && self.secret_delivery == SecretDelivery::UserData {
             errors.push(
                 "spec.warm_pool: needs secret_delivery `ssm` (user data is fixed at launch, a reused instance could not learn a new secret)"
@@ -477,6 +483,14 @@ mod tests {
                 "{extra}: {errors:?}"
             );
         }
+        // One-time spot instances cannot be stopped: no pool with spot.
+        let errors = with(json!({"warm_pool": true, "spot": {}})).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("spec.warm_pool:") && errors[0].contains("spot"),
+            "{errors:?}"
+        );
+        assert!(with(json!({"spot": {}})).is_ok());
     }
 
     #[test]

@@ -162,6 +162,9 @@ impl Ec2Backend {
         agent: &str,
         parameter: Option<&str>,
     ) -> Option<String> {
+        if let Some(id) = self.started_for(template, agent).await {
+            return Some(id);
+        }
         let found = match self
             .api
             .describe_instances(self.pool_filters(vec![template.to_owned()], &["stopped"]))
@@ -212,6 +215,38 @@ impl Ec2Backend {
         started
     }
 
+    /// An instance of ours already pending or running for `agent`: a launch
+    /// retried after its answer was lost (a warm start has no client token to
+    /// make EC2 replay it). `None` when there is none or the lookup failed.
+    async fn started_for(&self, template: &str, agent: &str) -> Option<String> {
+        let filters = vec![
+            owner_filter(&self.owner),
+            (format!("tag:{}", tags::TEMPLATE), vec![template.to_owned()]),
+            (format!("tag:{}", tags::AGENT), vec![agent.to_owned()]),
+            (
+                "instance-state-name".to_owned(),
+                vec!["pending".to_owned(), "running".to_owned()],
+            ),
+        ];
+        let found = match self.api.describe_instances(filters).await {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(agent, error = %e, "could not look for an instance already started for this agent");
+                return None;
+            }
+        };
+        let id = found
+            .into_iter()
+            .find(|i| {
+                i.tag(tags::OWNER) == Some(self.owner.as_str())
+                    && i.tag(tags::AGENT) == Some(agent)
+                    && matches!(i.state.as_str(), "pending" | "running")
+            })?
+            .id;
+        tracing::info!(agent, instance = %id, "an instance already runs for this agent (launch retried)");
+        Some(id)
+    }
+
     async fn start_member(
         &self,
         id: String,
@@ -239,6 +274,18 @@ impl Ec2Backend {
             }
             Err(e) => {
                 tracing::warn!(agent, instance = %id, error = %e, "could not start a warm-pool instance; launching a new one");
+                // The fresh instance launched instead carries this agent: the
+                // stopped one must not (two instances for one agent), nor point
+                // at its secret parameter (a stale sweep would delete it).
+                let cleared = vec![
+                    (tags::AGENT.to_owned(), String::new()),
+                    ("Name".to_owned(), String::new()),
+                    (SECRET_PARAMETER_TAG.to_owned(), String::new()),
+                ];
+                if let Err(e) = self.api.create_tags(vec![id.clone()], cleared).await {
+                    tracing::warn!(agent, instance = %id, error = %e,
+                        "could not clear the tags of a warm-pool instance that did not start; it is not reused until a retire clears them");
+                }
                 self.claimed
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -59,6 +59,11 @@ fn running(id: &str, bound: u32) -> InstanceInfo {
     )
 }
 
+/// The lookup of an instance already started for the launching agent.
+fn is_agent_lookup(filters: &[Filter]) -> bool {
+    filters.iter().any(|(n, _)| n == "tag:jenkins-cloud:agent")
+}
+
 fn is_id_lookup(filters: &[Filter]) -> bool {
     filters.len() == 1 && filters[0].0 == "instance-id"
 }
@@ -226,6 +231,9 @@ fn launch_mock(
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
     api.expect_run_instance().never();
     api.expect_describe_instances().returning(move |filters| {
+        if is_agent_lookup(&filters) {
+            return Ok(Vec::new()); // nothing started for this agent yet
+        }
         assert_pool_filters(&filters, &["stopped"]);
         Ok(pool.clone())
     });
@@ -469,4 +477,172 @@ async fn retiring_a_stopped_member_still_tagged_clears_its_tags_again() {
         .terminate(&ids(&["i-tagged", "i-clean"]), "retry")
         .await;
     assert!(out.iter().all(|o| o.result.is_ok()), "{out:?}");
+}
+
+#[tokio::test]
+async fn a_retried_launch_returns_the_instance_already_started_for_the_agent() {
+    // The first warm start succeeded but its answer was lost: the retry (same
+    // agent) must not restart a second pool member.
+    let (t, fp) = warm_template(5);
+    let mut api = MockEc2Api::new();
+    api.expect_region().return_const("us-east-1".to_owned());
+    api.expect_put_secure_parameter().returning(|_, _| Ok(()));
+    api.expect_run_instance().never();
+    api.expect_start_instances().never();
+    let name = agent(1).agent_name;
+    let already = with_tag(
+        pooled("i-started", "pending", &fp),
+        "jenkins-cloud:agent",
+        &name,
+    );
+    api.expect_describe_instances()
+        .times(1)
+        .returning(move |filters| {
+            assert!(is_agent_lookup(&filters), "{filters:?}");
+            let states = filters
+                .iter()
+                .find(|(n, _)| n == "instance-state-name")
+                .map(|(_, v)| v.clone());
+            assert_eq!(
+                states,
+                Some(vec!["pending".to_owned(), "running".to_owned()])
+            );
+            Ok(vec![already.clone()])
+        });
+    assert_eq!(launch_with(api, &t).await.unwrap().0, "i-started");
+}
+
+#[tokio::test]
+async fn a_warm_start_that_fails_clears_the_new_agents_tags_again() {
+    let (t, fp) = warm_template(5);
+    let mut api = MockEc2Api::new();
+    api.expect_region().return_const("us-east-1".to_owned());
+    api.expect_put_secure_parameter().returning(|_, _| Ok(()));
+    api.expect_describe_instances().returning(move |filters| {
+        if is_agent_lookup(&filters) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![pooled("i-pool", "stopped", &fp)])
+    });
+    let tags_seen = Arc::new(Mutex::new(Vec::new()));
+    let seen = tags_seen.clone();
+    api.expect_create_tags().returning(move |ids, tags| {
+        seen.lock().unwrap().push((ids, tags));
+        Ok(())
+    });
+    api.expect_start_instances().returning(|_| {
+        Err(Ec2Error::aws(
+            "StartInstances",
+            Some("InsufficientInstanceCapacity".into()),
+            "no capacity",
+        ))
+    });
+    api.expect_run_instance()
+        .times(1)
+        .returning(|_| Ok("i-fresh".to_owned()));
+    assert_eq!(launch_with(api, &t).await.unwrap().0, "i-fresh");
+    let tags_seen = tags_seen.lock().unwrap();
+    let on_pool: Vec<_> = tags_seen
+        .iter()
+        .filter(|(ids, _)| ids == &["i-pool".to_owned()])
+        .collect();
+    assert_eq!(
+        on_pool.len(),
+        2,
+        "tagged for the agent, then cleared: {on_pool:?}"
+    );
+    let last = &on_pool[1].1;
+    for key in [
+        "jenkins-cloud:agent",
+        "Name",
+        "jenkins-cloud:secret-parameter",
+    ] {
+        assert!(
+            last.contains(&(key.to_owned(), String::new())),
+            "{key} not cleared: {last:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reused_member_stopped_again_by_ec2_is_released_by_its_retire() {
+    // Warm start accepted, then EC2 stops it again (no capacity). Its retire must
+    // release the claim: the next launch sees it (here: as stale) instead of
+    // skipping it forever.
+    let (t, fp) = warm_template(5);
+    let mut stopped_by_ec2 = pooled("i-pool", "stopped", &fp);
+    stopped_by_ec2.state_reason_code = Some("Server.InsufficientInstanceCapacity".into());
+    let stopped_by_ec2 = with_tag(stopped_by_ec2, "jenkins-cloud:agent", "");
+    let phase = Arc::new(Mutex::new(0));
+    let p = phase.clone();
+    let mut api = MockEc2Api::new();
+    api.expect_region().return_const("us-east-1".to_owned());
+    api.expect_put_secure_parameter().returning(|_, _| Ok(()));
+    api.expect_delete_parameter().returning(|_| Ok(()));
+    api.expect_create_tags().returning(|_, _| Ok(()));
+    api.expect_start_instances().times(1).returning(|_| Ok(()));
+    let fresh_member = pooled("i-pool", "stopped", &fp);
+    api.expect_describe_instances().returning(move |filters| {
+        if is_agent_lookup(&filters) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![if *p.lock().unwrap() == 0 {
+            fresh_member.clone()
+        } else {
+            stopped_by_ec2.clone()
+        }])
+    });
+    let terminated = Arc::new(Mutex::new(Vec::new()));
+    let seen = terminated.clone();
+    api.expect_terminate_instances().returning(move |ids| {
+        seen.lock().unwrap().push(ids);
+        Ok(())
+    });
+    api.expect_run_instance()
+        .returning(|_| Ok("i-new".to_owned()));
+    let b = backend(api);
+    let launch = |n: u32| {
+        let b = &b;
+        let t = &t;
+        async move {
+            b.launch(LaunchBatch {
+                template: t,
+                jenkins: &endpoint(),
+                agents: &[agent(n)],
+            })
+            .await
+            .remove(0)
+            .result
+            .unwrap()
+        }
+    };
+    assert_eq!(launch(1).await.0, "i-pool");
+    *phase.lock().unwrap() = 1;
+    let out = b.terminate(&ids(&["i-pool"]), "lost").await;
+    assert!(out[0].result.is_ok(), "{out:?}");
+    assert_eq!(launch(2).await.0, "i-new");
+    assert_eq!(
+        *terminated.lock().unwrap(),
+        [vec!["i-pool".to_owned()]],
+        "the released member is swept as stale"
+    );
+}
+
+#[tokio::test]
+async fn a_spot_instance_is_terminated_even_with_a_pool() {
+    // One-time spot instances cannot be stopped; the pool (room for 5) is not used.
+    let mut spot = running("i-spot", 5);
+    spot.lifecycle = Some("spot".into());
+    let mut api = MockEc2Api::new();
+    api.expect_describe_instances()
+        .withf(|f| is_id_lookup(f))
+        .returning(move |_| Ok(vec![spot.clone()]));
+    api.expect_stop_instances().never();
+    api.expect_terminate_instances()
+        .withf(|ids| ids == &["i-spot".to_owned()])
+        .times(1)
+        .returning(|_| Ok(()));
+    api.expect_delete_parameter().returning(|_| Ok(()));
+    let out = backend(api).terminate(&ids(&["i-spot"]), "idle").await;
+    assert!(out[0].result.is_ok(), "{out:?}");
 }
