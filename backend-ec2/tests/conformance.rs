@@ -17,6 +17,7 @@ use jenkins_cloud_ec2::Ec2Backend;
 struct Ec2Harness {
     harness: Harness,
     template: AgentTemplate,
+    warm_pool: bool,
 }
 
 impl Ec2Harness {
@@ -31,8 +32,13 @@ impl Ec2Harness {
 
     async fn with_spec(spec: serde_json::Value) -> Self {
         let harness = common::harness().await;
+        let warm_pool = spec["warm_pool"] == serde_json::json!(true);
         let template = harness.template(spec).await;
-        Self { harness, template }
+        Self {
+            harness,
+            template,
+            warm_pool,
+        }
     }
 }
 
@@ -51,6 +57,10 @@ impl ConformanceHarness for Ec2Harness {
         t.spec["instance_types"] = serde_json::json!([]);
         t.spec["subnets"] = serde_json::json!(["not-a-subnet"]);
         t
+    }
+
+    fn warm_pool(&self) -> bool {
+        self.warm_pool
     }
 
     fn unknown_id(&self) -> CloudId {

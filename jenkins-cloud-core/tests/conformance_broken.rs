@@ -192,6 +192,9 @@ impl ConformanceHarness for BrokenHarness {
     fn unknown_id(&self) -> CloudId {
         self.inner.unknown_id()
     }
+    fn warm_pool(&self) -> bool {
+        self.inner.warm_pool()
+    }
     async fn settle(&self) {
         self.inner.settle().await
     }
@@ -364,10 +367,7 @@ async fn a_harness_without_failure_injection_reports_not_supported() {
         [
             ("partial_failure_keeps_successes", "inject_launch_failures"),
             ("client_token_is_idempotent", "idempotent_client_tokens"),
-            (
-                "warm_pool_members_are_no_agents",
-                "a backend with stop_resume (warm pool)"
-            )
+            ("warm_pool_members_are_no_agents", "a warm-pool harness")
         ]
     );
 }

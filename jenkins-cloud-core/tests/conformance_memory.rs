@@ -78,9 +78,7 @@ async fn run_dispatches_every_listed_behaviour_and_rejects_unknown_names() {
             .await
             .expect("listed behaviour runs");
         let want = if *name == POOL_ONLY {
-            Ok(Checked::NotSupported(
-                "a backend with stop_resume (warm pool)",
-            ))
+            Ok(Checked::NotSupported("a warm-pool harness"))
         } else {
             Ok(Checked::Passed)
         };

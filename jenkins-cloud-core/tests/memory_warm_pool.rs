@@ -232,6 +232,12 @@ async fn a_launch_restarts_a_stopped_instance_and_its_new_agent_connects() {
     assert_eq!(replay, id);
     assert_eq!(b.stats().idempotent_replays, 1);
     assert_eq!(b.stats().restarted, 1);
+    // The first life's token no longer leads to the instance, now another agent's.
+    let old = launch_all(&b, &t, std::slice::from_ref(&first))
+        .await
+        .remove(0);
+    assert_ne!(old, id, "an earlier life's token replayed to the new agent");
+    assert_eq!(b.stats().idempotent_replays, 1);
 }
 
 #[tokio::test(start_paused = true)]

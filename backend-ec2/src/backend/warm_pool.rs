@@ -11,7 +11,8 @@
 //!   DescribeInstances per retire chunk counts the pools; when it fails,
 //!   everything is terminated (the pool never grows blindly). Retires of this
 //!   process are serialised from the count to the StopInstances, so two calls
-//!   cannot both fill the last place.
+//!   do not both take the last place from one count (the count itself can lag
+//!   behind EC2 by an instance or two; the next launch trims the surplus).
 //! * **Launch** ([`Ec2Backend::reuse_stopped`]): the DescribeInstances that
 //!   looks for a reusable member also finds *stale* members (another launch
 //!   fingerprint, or stopped by EC2 rather than by us: never reusable) and

@@ -138,9 +138,16 @@ impl Metrics {
     }
 
     /// Records the warm-pool members (stopped instances kept for reuse) per
-    /// template, as the last pass observed them.
+    /// template, as the last pass observed them; a template whose pool emptied
+    /// reads 0 (the series does not vanish).
     pub fn record_warm_pool(&self, warm_pool: &BTreeMap<String, usize>) {
-        self.inner.lock().expect("metrics lock").warm_pool = warm_pool.clone();
+        let mut m = self.inner.lock().expect("metrics lock");
+        for n in m.warm_pool.values_mut() {
+            *n = 0;
+        }
+        for (t, n) in warm_pool {
+            m.warm_pool.insert(t.clone(), *n);
+        }
     }
 
     /// The Prometheus text exposition.
@@ -274,7 +281,8 @@ mod tests {
     #[test]
     fn warm_pool_members_are_a_gauge_per_template() {
         let m = Metrics::default();
-        let pool = [("docker".to_owned(), 3), ("gpu".to_owned(), 0)]
+        assert!(!m.render().contains("jenkins_cloud_warm_pool_instances{"));
+        let pool = [("docker".to_owned(), 3), ("gpu".to_owned(), 1)]
             .into_iter()
             .collect();
         m.record_warm_pool(&pool);
@@ -285,11 +293,20 @@ mod tests {
             "{text}"
         );
         assert!(
+            text.contains("jenkins_cloud_warm_pool_instances{template=\"gpu\"} 1"),
+            "{text}"
+        );
+        // The gpu pool empties: its series reads 0 instead of vanishing.
+        m.record_warm_pool(&[("docker".to_owned(), 2)].into_iter().collect());
+        let text = m.render();
+        assert!(
+            text.contains("jenkins_cloud_warm_pool_instances{template=\"docker\"} 2"),
+            "{text}"
+        );
+        assert!(
             text.contains("jenkins_cloud_warm_pool_instances{template=\"gpu\"} 0"),
             "{text}"
         );
-        m.record_warm_pool(&Default::default());
-        assert!(!m.render().contains("jenkins_cloud_warm_pool_instances{"));
     }
 
     #[test]

@@ -70,6 +70,7 @@ pub(crate) fn oracle(options: &SimOptions) -> Result<StrategyReport, SimError> {
         idle_agent_hours: 0.0,
         cost,
         launches,
+        restarts: 0,
         launches_per_build: if n > 0.0 { launches as f64 / n } else { 0.0 },
         launches_never_used: 0,
         builds_started: launches,

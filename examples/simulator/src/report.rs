@@ -106,11 +106,14 @@ pub struct StrategyReport {
     pub idle_agent_hours: f64,
     /// Dollars, with per-second billing and the per-instance minimum.
     pub cost: f64,
-    /// Agents launched.
+    /// Instances created (restarts of stopped warm-pool instances are counted
+    /// in `restarts`, not here).
     pub launches: u64,
+    /// Agents served by restarting a stopped warm-pool instance (EC2).
+    pub restarts: u64,
     /// Launches divided by the trace's builds.
     pub launches_per_build: f64,
-    /// Launched agents that never ran a build.
+    /// Agents (fresh or restarted) that never ran a build.
     pub launches_never_used: u64,
     /// Builds started (retries included).
     pub builds_started: u64,
@@ -258,8 +261,14 @@ impl Report {
         if labels.len() < 2 {
             return out;
         }
-        let width = labels.iter().map(|l| l.len()).max().unwrap_or(0).max(18);
-        let _ = write!(out, "\n{:<width$} {:>6}", "p95 wait s by label", "builds");
+        const HEADER: &str = "p95 wait s by label";
+        let width = labels
+            .iter()
+            .map(|l| l.len())
+            .max()
+            .unwrap_or(0)
+            .max(HEADER.len());
+        let _ = write!(out, "\n{HEADER:<width$} {:>6}", "builds");
         for s in &self.strategies {
             let _ = write!(out, " {:>w$}", s.name, w = s.name.len().max(7));
         }

@@ -303,6 +303,7 @@ async fn simulate_async(
     let mut executor_running_s = 0.0;
     let mut cost = top_up_cost;
     let mut launches = 0;
+    let mut restarts = 0;
     for w in &worlds {
         let s = w.backend.instance_seconds();
         let (p, r, st) = (
@@ -315,6 +316,7 @@ async fn simulate_async(
         cost += options.model.billable_seconds(w.profile.kind, p, r, st) * w.hourly / 3600.0;
         cost += s.stopped.as_secs_f64() * w.stopped_hourly / 3600.0;
         launches += w.backend.stats().launched;
+        restarts += w.backend.stats().restarted;
     }
     let stats = jenkins.stats();
     let trace_builds = builds.len() as f64;
@@ -326,6 +328,7 @@ async fn simulate_async(
         idle_agent_hours: ((executor_running_s - build_seconds) / 3600.0).max(0.0),
         cost,
         launches,
+        restarts,
         launches_per_build: if trace_builds > 0.0 {
             launches as f64 / trace_builds
         } else {

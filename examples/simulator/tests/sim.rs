@@ -316,6 +316,12 @@ fn the_ec2_warm_pool_restarts_stopped_instances() {
     // The warm pool creates the first burst's instances only (8, plus 1 kept
     // idle by min_idle): later bursts get the idle agent and restarts.
     assert_eq!(warm.launches, 9, "{}", report.table());
+    assert_eq!(default.restarts, 0);
+    assert!(
+        warm.restarts >= 8,
+        "later bursts restart pooled instances: {}",
+        warm.restarts
+    );
     // Fresh: 60 s + 10 s connect (+ up to a 1 s poll); restarted: 19–23 s +
     // 10 s (+ a poll). Two thirds of the builds are served by restarts or the
     // idle agent, so the median is a restart's wait.

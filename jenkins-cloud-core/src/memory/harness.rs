@@ -89,6 +89,15 @@ impl ConformanceHarness for MemoryHarness {
         t
     }
 
+    /// Whether the configured backends keep a warm pool
+    /// ([`MemoryBackend::with_warm_pool`]).
+    fn warm_pool(&self) -> bool {
+        let probe = OwnerId::new("warm-pool-probe").expect("valid owner");
+        (self.configure)(MemoryBackend::on_cloud(self.cloud.clone(), probe))
+            .capabilities()
+            .stop_resume
+    }
+
     fn unknown_id(&self) -> CloudId {
         CloudId(format!("{ID_PREFIX}99999999"))
     }

@@ -110,6 +110,8 @@ impl CloudInner {
         inst.pooled = false;
         inst.session = session;
         let key = (inst.owner.clone(), new.client_token.to_owned());
+        // Tokens of the instance's earlier lives must not replay to its new agent.
+        self.tokens.retain(|_, (token_id, _)| token_id != id);
         self.tokens
             .insert(key, (id.clone(), new.agent_name.to_owned()));
     }

@@ -72,6 +72,14 @@ pub trait ConformanceHarness: Send + Sync {
         }
     }
 
+    /// Whether the harness's template keeps retired resources in a warm pool
+    /// (stopped and restarted for later agents; the backend must then report
+    /// `Capabilities::stop_resume`). Only then may a terminated resource settle
+    /// `Stopped` instead of `Terminated`. Default `false`.
+    fn warm_pool(&self) -> bool {
+        false
+    }
+
     /// Whether launching twice with the same client token yields one resource.
     fn idempotent_client_tokens(&self) -> bool {
         true

@@ -185,16 +185,16 @@ pub(super) fn is_terminated_or_forgotten(s: Option<&CloudState>) -> bool {
 }
 
 /// Right after a terminate: [`is_stopping_or_gone`], or already `Stopped` in
-/// the warm pool of a backend with `stop_resume`.
-fn retiring(b: &dyn Backend) -> impl Fn(Option<&CloudState>) -> bool {
-    let pool = b.capabilities().stop_resume;
+/// the warm pool of a harness with [`ConformanceHarness::warm_pool`].
+fn retiring(h: &dyn ConformanceHarness) -> impl Fn(Option<&CloudState>) -> bool {
+    let pool = h.warm_pool();
     move |s| is_stopping_or_gone(s) || (pool && s == Some(&CloudState::Stopped))
 }
 
 /// Once settled after a terminate: [`is_terminated_or_forgotten`], or kept
-/// `Stopped` in the warm pool of a backend with `stop_resume`.
-fn retired(b: &dyn Backend) -> impl Fn(Option<&CloudState>) -> bool {
-    let pool = b.capabilities().stop_resume;
+/// `Stopped` in the warm pool of a harness with [`ConformanceHarness::warm_pool`].
+fn retired(h: &dyn ConformanceHarness) -> impl Fn(Option<&CloudState>) -> bool {
+    let pool = h.warm_pool();
     move |s| is_terminated_or_forgotten(s) || (pool && s == Some(&CloudState::Stopped))
 }
 
@@ -202,7 +202,7 @@ fn retired(b: &dyn Backend) -> impl Fn(Option<&CloudState>) -> bool {
 
 /// A valid template validates; one agent launches, runs after settling, and
 /// terminates: stopping (or gone) at once, terminated (or forgotten) after
-/// settling; a backend with `stop_resume` may keep it `Stopped` instead.
+/// settling; with a warm-pool harness it may be kept `Stopped` instead.
 pub async fn launch_then_terminate(h: &dyn ConformanceHarness) -> Verdict {
     const B: &str = "launch_then_terminate";
     let b = h.backend(owner(B, "a")).await;
@@ -217,19 +217,12 @@ pub async fn launch_then_terminate(h: &dyn ConformanceHarness) -> Verdict {
         B,
         b.as_ref(),
         &id,
-        retiring(b.as_ref()),
+        retiring(h),
         "stopping or gone after terminate",
     )
     .await?;
     h.settle().await;
-    expect_state(
-        B,
-        b.as_ref(),
-        &id,
-        retired(b.as_ref()),
-        "terminated after settling",
-    )
-    .await?;
+    expect_state(B, b.as_ref(), &id, retired(h), "terminated after settling").await?;
     Ok(Checked::Passed)
 }
 
@@ -251,7 +244,7 @@ pub async fn terminate_is_idempotent(h: &dyn ConformanceHarness) -> Verdict {
     h.settle().await;
     terminate_ok(B, b.as_ref(), &ids).await?;
     for id in &ids {
-        expect_state(B, b.as_ref(), id, retired(b.as_ref()), "terminated").await?;
+        expect_state(B, b.as_ref(), id, retired(h), "terminated").await?;
     }
     Ok(Checked::Passed)
 }
@@ -310,23 +303,9 @@ pub async fn describe_reports_transitions(h: &dyn ConformanceHarness) -> Verdict
         || format!("describe of [unknown, own] should return only the own one, got {both:?}"),
     )?;
     terminate_ok(B, b.as_ref(), std::slice::from_ref(&id)).await?;
-    expect_state(
-        B,
-        b.as_ref(),
-        &id,
-        retiring(b.as_ref()),
-        "stopping after terminate",
-    )
-    .await?;
+    expect_state(B, b.as_ref(), &id, retiring(h), "stopping after terminate").await?;
     h.settle().await;
-    expect_state(
-        B,
-        b.as_ref(),
-        &id,
-        retired(b.as_ref()),
-        "terminated after settling",
-    )
-    .await?;
+    expect_state(B, b.as_ref(), &id, retired(h), "terminated after settling").await?;
     Ok(Checked::Passed)
 }
 
@@ -592,7 +571,7 @@ pub async fn new_backend_sees_existing(h: &dyn ConformanceHarness) -> Verdict {
         B,
         first.as_ref(),
         &id,
-        retiring(first.as_ref()),
+        retiring(h),
         "stopping after the new backend terminated it",
     )
     .await?;

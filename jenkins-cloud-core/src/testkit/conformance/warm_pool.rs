@@ -8,19 +8,20 @@ use super::behaviours::{
 use super::{Checked, ConformanceHarness, Verdict};
 use crate::backend::CloudState;
 
-/// A backend with `stop_resume`: a retired resource settles `Stopped` with an
-/// empty agent name (listed, but no agent's) or goes away; the next launch gets
-/// a running resource that carries the new agent's name, whether it is a pool
-/// member restarted (same id) or a fresh one. Without `stop_resume`: not
-/// supported.
+/// A warm-pool harness ([`ConformanceHarness::warm_pool`]; the backend reports
+/// `stop_resume`): a retired resource settles `Stopped` with an empty agent
+/// name (listed, but no agent's) or goes away; the next launch gets a running
+/// resource that carries the new agent's name, whether it is a pool member
+/// restarted (same id) or a fresh one. Other harnesses: not supported.
 pub async fn warm_pool_members_are_no_agents(h: &dyn ConformanceHarness) -> Verdict {
     const B: &str = "warm_pool_members_are_no_agents";
-    let b = h.backend(owner(B, "a")).await;
-    if !b.capabilities().stop_resume {
-        return Ok(Checked::NotSupported(
-            "a backend with stop_resume (warm pool)",
-        ));
+    if !h.warm_pool() {
+        return Ok(Checked::NotSupported("a warm-pool harness"));
     }
+    let b = h.backend(owner(B, "a")).await;
+    ensure(B, b.capabilities().stop_resume, || {
+        "the harness keeps a warm pool but the backend does not report stop_resume".into()
+    })?;
     let first = launch_ok(B, h, b.as_ref(), &agents(1)).await?.remove(0);
     h.settle().await;
     terminate_ok(B, b.as_ref(), std::slice::from_ref(&first)).await?;
