@@ -7,7 +7,10 @@
 //! instances for one agent at any pass; every build served exactly once; no
 //! build lost but to an interruption; one-shot agents run one build; no
 //! duplicate or wrongly-authenticated agent connection; launches bounded by
-//! demand; no node or instance left; foreign resources untouched.
+//! demand; no node or instance left; foreign resources untouched. About a
+//! third of the runs keep a warm pool (terminate stops, launch restarts the
+//! same cloud id for a new agent): pool members stay bounded and assigned to
+//! no agent, and no agent record ever holds an id that serves another agent.
 //!
 //! `CHAOS_SEED=<n>` replays one seed; `CHAOS_RUNS=<n>` changes the number of
 //! runs (default 1,000).
@@ -81,7 +84,8 @@ fn a_thousand_seeded_chaos_runs_keep_every_invariant() {
          ({} re-queued after agent loss), {} instances launched; faults: {} backend (+{} slow), \
          {} Jenkins (+{} slow, {} while down), {} backend retries; {} restarts ({} killed mid-pass), \
          {} spot interruptions, {} passes skipped on observe errors, caps reached in {} runs, {} one-shot agents reused \
-         after a blind spell",
+         after a blind spell; warm pool in {} runs: {} restarts of stopped instances (cloud ids reused), \
+         {} stops into the pool, {} interruptions refused by pool members",
         total.runs + failures.len() as u64,
         failures.len(),
         wall.elapsed().as_secs_f64(),
@@ -102,6 +106,10 @@ fn a_thousand_seeded_chaos_runs_keep_every_invariant() {
         total.passes_skipped,
         total.runs_at_cap,
         total.oneshot_reused,
+        total.pool_runs,
+        total.pool_restarts,
+        total.pool_stops,
+        total.pool_interrupts_refused,
     );
     assert!(
         failures.is_empty(),
@@ -124,6 +132,12 @@ fn a_thousand_seeded_chaos_runs_keep_every_invariant() {
         );
         assert!(total.interruptions > 0 && total.requeued > 0, "{total:?}");
         assert!(total.runs_at_cap > 0, "{total:?}");
+        // Warm pools were exercised: instances stopped and restarted for new
+        // agents under their old cloud ids.
+        assert!(
+            total.pool_runs > 0 && total.pool_stops > 0 && total.pool_restarts > 0,
+            "{total:?}"
+        );
     }
 }
 
@@ -133,4 +147,15 @@ fn a_seed_replays_identically() {
     let b = run_seed(17).expect("seed 17 again");
     assert_eq!(a, b, "same seed, same run");
     assert!(a.passes > 0 && a.launched > 0);
+}
+
+#[test]
+fn a_warm_pool_seed_replays_identically() {
+    // The first seed whose world keeps a warm pool and restarts from it.
+    let (seed, a) = (1..=50)
+        .map(|seed| (seed, run_seed(seed).expect("chaos seed")))
+        .find(|(_, fig)| fig.pool_runs == 1 && fig.pool_restarts > 0)
+        .expect("a seed among the first 50 restarts pool members");
+    let b = run_seed(seed).expect("same seed again");
+    assert_eq!(a, b, "seed {seed}: same seed, same run");
 }

@@ -2,6 +2,7 @@
 //! restarts (some killing a pass midway), then a calm phase, with invariants
 //! checked after every pass and at the end.
 
+pub mod pool;
 pub mod ticks;
 pub mod world;
 
@@ -16,7 +17,7 @@ use jenkins_cloud_core::memory::{BuildOutcome, BuildRecord};
 use jenkins_cloud_core::reconcile::{ObserveError, PassReport, Reconciler};
 use tokio::time::Instant;
 
-use world::{World, FOREIGN_NODE, POLL, STATIC_NODE, WORKLOAD_WINDOW};
+use world::{Interruption, World, FOREIGN_NODE, POLL, STATIC_NODE, WORKLOAD_WINDOW};
 
 /// The calm phase ends when everything is served and retired, or after this long.
 const CALM_LIMIT: Duration = Duration::from_secs(4 * 60 * 60);
@@ -28,7 +29,17 @@ pub struct Figures {
     pub passes: u64,
     pub builds: u64,
     pub requeued: u64,
+    /// Instances created (warm-pool restarts not included).
     pub launched: u64,
+    /// Runs whose backend kept a warm pool.
+    pub pool_runs: u64,
+    /// Launches served by restarting a stopped pool member (same cloud id,
+    /// new agent).
+    pub pool_restarts: u64,
+    /// Terminations that stopped an instance into the pool.
+    pub pool_stops: u64,
+    /// Spot interruptions that picked a pool member and were refused.
+    pub pool_interrupts_refused: u64,
     pub restarts: u64,
     /// Restarts that cancelled a pass while it was in flight.
     pub killed_mid_pass: u64,
@@ -56,6 +67,10 @@ impl AddAssign for Figures {
         self.builds += o.builds;
         self.requeued += o.requeued;
         self.launched += o.launched;
+        self.pool_runs += o.pool_runs;
+        self.pool_restarts += o.pool_restarts;
+        self.pool_stops += o.pool_stops;
+        self.pool_interrupts_refused += o.pool_interrupts_refused;
         self.restarts += o.restarts;
         self.killed_mid_pass += o.killed_mid_pass;
         self.interruptions += o.interruptions;
@@ -98,7 +113,7 @@ fn check_instant(w: &World, at_cap: &mut bool) -> Result<(), String> {
     if let Some((agent, n)) = by_agent.iter().find(|(_, n)| **n > 1) {
         return Err(format!("{n} live instances for agent `{agent}`"));
     }
-    Ok(())
+    pool::check_members(w)
 }
 
 /// Runs `seed`; `Err` names the first invariant that broke.
@@ -124,14 +139,20 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
                 .submit_with(w.workload[next_build].submission.clone());
             next_build += 1;
         }
-        if w.rng.f64() < w.interrupt_rate && w.interrupt_one() {
-            fig.interruptions += 1;
+        if w.rng.f64() < w.interrupt_rate {
+            match w.interrupt_one()? {
+                Interruption::Hit => fig.interruptions += 1,
+                Interruption::RefusedPoolMember => fig.pool_interrupts_refused += 1,
+                Interruption::NoTarget => {}
+            }
         }
         let restart = w.rng.f64() < w.restart_rate;
         let kill = restart && w.rng.f64() < 0.75;
         fig.passes += 1;
         let pass_start = Instant::now();
         let mut troubled_pass = restart;
+        // Whether the pass ran to its end (observe included).
+        let mut completed = false;
         if kill {
             // Between two calls (1 ms ticks), or during a fault's or retry's delay.
             let deadline = if w.rng.bool() {
@@ -141,7 +162,10 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
             };
             match tokio::time::timeout(deadline, r.run_once()).await {
                 Err(_) => fig.killed_mid_pass += 1,
-                Ok(Ok(report)) => troubled_pass |= !report.act.errors.is_empty(),
+                Ok(Ok(report)) => {
+                    completed = true;
+                    troubled_pass |= !report.act.errors.is_empty();
+                }
                 Ok(Err(_)) => troubled_pass = true,
             }
         } else {
@@ -158,13 +182,19 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
                     fig.passes_skipped += 1;
                     troubled_pass = true;
                 }
-                Ok(report) => troubled_pass |= !report.act.errors.is_empty(),
+                Ok(report) => {
+                    completed = true;
+                    troubled_pass |= !report.act.errors.is_empty();
+                }
             }
         }
         if troubled_pass {
             troubled.push((pass_start, Instant::now()));
         }
         check_instant(&w, &mut at_cap).map_err(|e| format!("faulty phase: {e}"))?;
+        if completed {
+            pool::check_records(&w, &r).map_err(|e| format!("faulty phase: {e}"))?;
+        }
         if restart {
             fig.restarts += 1;
             drop(r);
@@ -193,6 +223,7 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
             );
         }
         check_instant(&w, &mut at_cap).map_err(|e| format!("calm phase: {e}"))?;
+        pool::check_records(&w, &r).map_err(|e| format!("calm phase: {e}"))?;
         if quiet(&w, &r).await {
             break;
         }
@@ -210,7 +241,14 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
     let history = w.jenkins.history();
     fig.builds = w.workload.len() as u64;
     fig.requeued = history.iter().filter(|b| b.retry_of.is_some()).count() as u64;
-    fig.launched = w.memory.stats().launched;
+    let stats = w.memory.stats();
+    fig.launched = stats.launched;
+    fig.pool_runs = u64::from(w.warm_pool.is_some());
+    fig.pool_restarts = stats.restarted;
+    fig.pool_stops = stats.pooled;
+    if w.warm_pool.is_none() && (stats.restarted, stats.pooled) != (0, 0) {
+        return Err(format!("no warm pool, yet {stats:?}"));
+    }
     let bc = w.faults.counts();
     fig.backend_slow = bc.total(FaultKind::Slow);
     fig.backend_faults = [
@@ -335,7 +373,9 @@ async fn check_end(w: &World, troubled: &[(Instant, Instant)]) -> Result<u64, St
         }
     }
     // No build was aborted but by a spot interruption: we never stopped or
-    // deleted a busy agent.
+    // deleted a busy agent, nor (warm pool) stopped through a stale record an
+    // instance restarted under the same cloud id for another agent. Injected
+    // faults never abort a build: only an instance stopping or failing does.
     if let Some(b) = history.iter().find(|b| {
         matches!(b.outcome, BuildOutcome::Aborted(_))
             && !b.node.as_ref().is_some_and(|n| w.interrupted.contains(n))
@@ -406,9 +446,10 @@ async fn check_end(w: &World, troubled: &[(Instant, Instant)]) -> Result<u64, St
     Ok(reused)
 }
 
-/// No launches beyond what the demand justifies: each instance is for a queued
-/// item (retries included), or replaces one lost to an interruption or to a
-/// launch whose answer was lost.
+/// No launches beyond what the demand justifies: each instance created or
+/// restarted from the warm pool (a launch, from the loop's side) is for a
+/// queued item (retries included), or replaces one lost to an interruption or
+/// to a launch whose answer was lost.
 fn check_launch_bound(w: &World, fig: &Figures) -> Result<(), String> {
     let items = w.jenkins.history().len() as u64;
     let lost_answers = w
@@ -416,10 +457,12 @@ fn check_launch_bound(w: &World, fig: &Figures) -> Result<(), String> {
         .counts()
         .get(jenkins_cloud_core::layer::Op::Launch, FaultKind::Timeout);
     let bound = items + fig.interruptions + lost_answers;
-    if fig.launched > bound {
+    let launches = fig.launched + fig.pool_restarts;
+    if launches > bound {
         return Err(format!(
-            "{} instances launched for {items} queue items, {} interruptions and {lost_answers} lost launch answers",
-            fig.launched, fig.interruptions
+            "{} instances launched ({} of them restarted from the warm pool) for {items} queue items, \
+             {} interruptions and {lost_answers} lost launch answers",
+            launches, fig.pool_restarts, fig.interruptions
         ));
     }
     Ok(())

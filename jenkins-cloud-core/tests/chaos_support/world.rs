@@ -14,7 +14,9 @@ use jenkins_cloud_core::layer::{
     FaultBackend, FaultConfig, FaultJenkins, JenkinsFaultConfig, JenkinsOpFaults, OpFaults,
     RetryBackend, RetryPolicy,
 };
-use jenkins_cloud_core::memory::{Latency, MemoryBackend, MemoryCloud, MemoryJenkins, Submission};
+use jenkins_cloud_core::memory::{
+    Latency, MemoryBackend, MemoryCloud, MemoryJenkins, Submission, WarmPool,
+};
 use jenkins_cloud_core::reconcile::{Pool, ReconcileConfig, Reconciler};
 use jenkins_cloud_core::strategy::NoDelay;
 use jenkins_cloud_core::template::{AgentTemplate, NodeMode};
@@ -64,7 +66,37 @@ pub struct World {
     pub interrupted: std::collections::BTreeSet<String>,
     /// When the world was made.
     pub t0: tokio::time::Instant,
+    /// The backend's warm pool, in about a third of the seeds: terminated
+    /// instances are stopped and restarted (same cloud id) for new agents.
+    pub warm_pool: Option<WarmPool>,
     incarnation: u64,
+}
+
+/// What [`World::interrupt_one`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    /// No instance of ours to hit, or the pick was already stopping.
+    NoTarget,
+    /// A pending or running instance was interrupted.
+    Hit,
+    /// The pick was a warm-pool member (stopping or stopped): refused.
+    RefusedPoolMember,
+}
+
+/// In about a third of the seeds, a warm pool of 1–4 stopped instances per
+/// template, restarting in 5–20 s (up to 40 s more).
+fn warm_pool(rng: &mut fastrand::Rng) -> Option<WarmPool> {
+    if rng.u32(0..3) != 0 {
+        return None;
+    }
+    let min = Duration::from_secs(rng.u64(5..=20));
+    Some(WarmPool {
+        max_stopped: rng.usize(1..=4),
+        restart_latency: Latency::Uniform {
+            min,
+            max: min + Duration::from_secs(rng.u64(0..=40)),
+        },
+    })
 }
 
 fn backend_faults(rng: &mut fastrand::Rng) -> FaultConfig {
@@ -194,6 +226,13 @@ impl World {
         let workload = workload(&mut rng, with_arm);
         let restart_rate = 0.01 + 0.04 * rng.f64();
         let interrupt_rate = 0.01 + 0.04 * rng.f64();
+        // Drawn last, so the other settings of a seed are those of runs
+        // without a pool.
+        let warm_pool = warm_pool(&mut rng);
+        if let Some(pool) = warm_pool {
+            // The configuration is shared by every clone of the backend.
+            let _ = memory.clone().with_warm_pool(pool);
+        }
         let foreign_instance = foreign_resources(&cloud, &jenkins).await;
         Self {
             seed,
@@ -213,6 +252,7 @@ impl World {
             foreign_instance,
             interrupted: Default::default(),
             t0: tokio::time::Instant::now(),
+            warm_pool,
             incarnation: 0,
         }
     }
@@ -268,12 +308,17 @@ impl World {
         self.reconciler_over(backend, jenkins)
     }
 
-    /// Our live (not gone) instances per template, and per agent name.
+    /// Our live (not gone) instances per template, and per agent name;
+    /// warm-pool members (empty agent name: assigned to no agent, holding no
+    /// capacity) are not counted, see [`World::pool_members`].
     pub fn live_instances(&self) -> (BTreeMap<String, u32>, BTreeMap<String, u32>) {
         let mut by_template = BTreeMap::new();
         let mut by_agent = BTreeMap::new();
         for r in self.cloud.instances() {
-            if r.owner != self.owner || r.instance.state.is_gone() {
+            if r.owner != self.owner
+                || r.instance.state.is_gone()
+                || r.instance.agent_name.is_empty()
+            {
                 continue;
             }
             *by_template.entry(r.instance.template.clone()).or_insert(0) += 1;
@@ -282,8 +327,22 @@ impl World {
         (by_template, by_agent)
     }
 
-    /// Interrupts one of our live instances, drawn at random; whether one was.
-    pub fn interrupt_one(&mut self) -> bool {
+    /// Our warm-pool members: instances not gone whose agent name is empty.
+    pub fn pool_members(&self) -> Vec<jenkins_cloud_core::memory::InstanceRecord> {
+        self.cloud
+            .instances()
+            .into_iter()
+            .filter(|r| {
+                r.owner == self.owner
+                    && !r.instance.state.is_gone()
+                    && r.instance.agent_name.is_empty()
+            })
+            .collect()
+    }
+
+    /// Interrupts one of our instances not gone, drawn at random (warm-pool
+    /// members included: they must refuse). `Err` if a pool member was hit.
+    pub fn interrupt_one(&mut self) -> Result<Interruption, String> {
         let live: Vec<_> = self
             .cloud
             .instances()
@@ -291,16 +350,25 @@ impl World {
             .filter(|r| r.owner == self.owner && !r.instance.state.is_gone())
             .collect();
         if live.is_empty() {
-            return false;
+            return Ok(Interruption::NoTarget);
         }
         let pick = &live[self.rng.usize(..live.len())];
         let done = self
             .memory
             .interrupt(&pick.instance.id, "Server.SpotInstanceTermination");
-        if done {
-            self.interrupted.insert(pick.instance.agent_name.clone());
+        match (done, pick.instance.agent_name.is_empty()) {
+            (true, true) => Err(format!(
+                "warm-pool member {} ({:?}) was interrupted",
+                pick.instance.id, pick.instance.state
+            )),
+            (true, false) => {
+                self.interrupted.insert(pick.instance.agent_name.clone());
+                Ok(Interruption::Hit)
+            }
+            (false, true) => Ok(Interruption::RefusedPoolMember),
+            // Stopping towards terminated: nothing left to interrupt.
+            (false, false) => Ok(Interruption::NoTarget),
         }
-        done
     }
 }
 
