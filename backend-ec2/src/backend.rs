@@ -41,6 +41,8 @@ pub struct Ec2Backend {
     pool_bounds: Mutex<HashMap<String, usize>>,
     /// Held by a retire from counting the warm pools to its StopInstances.
     pool_lock: tokio::sync::Mutex<()>,
+    /// Templates without warm pool whose pool this process found empty.
+    emptied_pools: Mutex<HashSet<String>>,
 }
 
 impl fmt::Debug for Ec2Backend {
@@ -80,6 +82,7 @@ impl Ec2Backend {
             claimed: Mutex::new(HashSet::new()),
             pool_bounds: Mutex::new(HashMap::new()),
             pool_lock: tokio::sync::Mutex::new(()),
+            emptied_pools: Mutex::new(HashSet::new()),
         }
     }
 
@@ -125,6 +128,14 @@ impl Ec2Backend {
     async fn launch_all(&self, batch: LaunchBatch<'_>) -> Result<Vec<LaunchOutcome>, Ec2Error> {
         let spec = Ec2Spec::parse(&batch.template.spec).map_err(Ec2Error::InvalidSpec)?;
         self.remember_bound(&batch.template.name, spec.warm_pool_bound());
+        if spec.warm_pool {
+            self.emptied_pools
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&batch.template.name);
+        } else {
+            self.empty_disabled_pool(&batch.template.name).await;
+        }
         let (image_id, root_device) = resolve_ami(
             self.api.as_ref(),
             &spec.ami,

@@ -378,6 +378,44 @@ async fn stale_pool_members_are_terminated_by_the_next_launch() {
 }
 
 #[tokio::test]
+async fn turning_the_warm_pool_off_empties_it_at_the_next_launch() {
+    let h = harness().await;
+    let pooled = h.template(json!({"warm_pool": true})).await;
+    let first = launch(&h.backend, &pooled, &[agent("ci-linux-p1")]).await;
+    let member = first[0].result.clone().unwrap();
+    assert!(h
+        .backend
+        .terminate(std::slice::from_ref(&member), "idle")
+        .await[0]
+        .result
+        .is_ok());
+    assert_eq!(
+        states_of(&h, std::slice::from_ref(&member)).await,
+        [CloudState::Stopped]
+    );
+
+    // The operator turns the pool off: the stopped member would be billed for
+    // its volume forever and can never be reused.
+    let mut off = pooled.clone();
+    off.spec["warm_pool"] = json!(false);
+    let second = launch(&h.backend, &off, &[agent("ci-linux-p2")]).await;
+    let fresh = second[0].result.clone().unwrap();
+    assert_ne!(fresh, member);
+    assert_eq!(
+        states_of(&h, &[member, fresh.clone()]).await,
+        [CloudState::Terminated, CloudState::Running]
+    );
+    // Its retire terminates: no pool any more.
+    assert!(h
+        .backend
+        .terminate(std::slice::from_ref(&fresh), "idle")
+        .await[0]
+        .result
+        .is_ok());
+    assert_eq!(states_of(&h, &[fresh]).await, [CloudState::Terminated]);
+}
+
+#[tokio::test]
 async fn spot_launch_sends_spot_options() {
     let h = harness().await;
     let t = h.template(json!({"spot": {"max_price": "0.05"}})).await;

@@ -25,6 +25,10 @@
 //!   Stale and surplus members are terminated, and
 //!   their tagged secret parameters deleted, after the reused instance was
 //!   started; a failure there is logged and retried at the next launch.
+//! * **Launch without `warm_pool`** ([`Ec2Backend::empty_disabled_pool`]): a
+//!   template whose pool was turned off has bound 0, so its retires terminate,
+//!   and its launches terminate the members left stopped (never reusable: the
+//!   fingerprint changed), until one lookup finds none; then they stop looking.
 
 use std::collections::HashMap;
 use std::sync::PoisonError;
@@ -36,6 +40,11 @@ use crate::api::{Filter, InstanceInfo};
 use crate::spec::DEFAULT_WARM_POOL_MAX;
 use crate::state::map_state;
 use crate::{POOL_MAX_TAG, RETIRE_TAG, SECRET_PARAMETER_TAG, SPEC_TAG};
+
+/// The ids of `members`.
+fn ids(members: &[&InstanceInfo]) -> Vec<String> {
+    members.iter().map(|i| i.id.clone()).collect()
+}
 
 impl Ec2Backend {
     /// Pool members of `templates` in `states`, as DescribeInstances filters.
@@ -108,10 +117,10 @@ impl Ec2Backend {
         let members = match members {
             Ok(members) => members,
             Err(e) => {
-                let ids: Vec<String> = warm.iter().map(|i| i.id.clone()).collect();
-                tracing::warn!(error = %e, instances = ?ids,
+                let all = ids(warm);
+                tracing::warn!(error = %e, instances = ?all,
                     "could not count the warm pool; terminating instead of stopping");
-                return (Vec::new(), ids);
+                return (Vec::new(), all);
             }
         };
         let mut size: HashMap<&str, usize> = HashMap::new();
@@ -212,8 +221,78 @@ impl Ec2Backend {
             Some(id) => self.start_member(id, bound, agent, parameter).await,
             None => None,
         };
-        self.drop_members(template, &stale, &surplus).await;
+        if !stale.is_empty() {
+            tracing::info!(template, instances = ?ids(&stale),
+                "terminating stale warm-pool instances (launched with other settings, or stopped by EC2)");
+        }
+        if !surplus.is_empty() {
+            tracing::info!(template, instances = ?ids(&surplus),
+                "terminating warm-pool instances over warm_pool_max");
+        }
+        let doomed: Vec<&InstanceInfo> = stale.into_iter().chain(surplus).collect();
+        self.drop_members(template, &doomed).await;
         started
+    }
+
+    /// Empties `template`'s pool once `warm_pool` is off for it: its stopped
+    /// members can never be reused (the launch fingerprint changed) and would
+    /// keep their volumes billed. Each launch of the template looks until one
+    /// lookup finds no member left (none stopped, stopping, claimed or still
+    /// tagged with an agent); after that this process does not look again
+    /// (retires of the template terminate: its bound is 0).
+    pub(super) async fn empty_disabled_pool(&self, template: &str) {
+        if self
+            .emptied_pools
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(template)
+        {
+            return;
+        }
+        let found = match self
+            .api
+            .describe_instances(
+                self.pool_filters(vec![template.to_owned()], &["stopped", "stopping"]),
+            )
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(template, error = %e, "could not look for the stopped instances of a template without warm pool; trying again at its next launch");
+                return;
+            }
+        };
+        let (doomed, left) = {
+            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+            let (mut doomed, mut left) = (Vec::new(), 0usize);
+            for info in found
+                .iter()
+                .filter(|i| self.is_pool_instance(i) && i.tag(tags::TEMPLATE) == Some(template))
+            {
+                if info.state == "stopped"
+                    && !claimed.contains(&info.id)
+                    && info.tag(tags::AGENT).is_none_or(str::is_empty)
+                {
+                    claimed.insert(info.id.clone());
+                    doomed.push(info);
+                } else {
+                    left += 1; // stopping, in use here, or still an agent's: next launch
+                }
+            }
+            (doomed, left)
+        };
+        if doomed.is_empty() && left == 0 {
+            self.emptied_pools
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(template.to_owned());
+            return;
+        }
+        if !doomed.is_empty() {
+            tracing::info!(template, instances = ?ids(&doomed),
+                "warm_pool is off for this template: terminating its stopped instances");
+            self.drop_members(template, &doomed).await;
+        }
     }
 
     /// An instance of ours already pending or running for `agent`: a launch
@@ -296,26 +375,10 @@ impl Ec2Backend {
         }
     }
 
-    /// Terminates stale and surplus members (claimed by the caller) and deletes
-    /// their tagged secret parameters. Failures are logged, never returned.
-    async fn drop_members(
-        &self,
-        template: &str,
-        stale: &[&InstanceInfo],
-        surplus: &[&InstanceInfo],
-    ) {
-        let ids = |members: &[&InstanceInfo]| -> Vec<String> {
-            members.iter().map(|i| i.id.clone()).collect()
-        };
-        if !stale.is_empty() {
-            tracing::info!(template, instances = ?ids(stale),
-                "terminating stale warm-pool instances (launched with other settings, or stopped by EC2)");
-        }
-        if !surplus.is_empty() {
-            tracing::info!(template, instances = ?ids(surplus),
-                "terminating warm-pool instances over warm_pool_max");
-        }
-        let doomed: Vec<&InstanceInfo> = stale.iter().chain(surplus).copied().collect();
+    /// Terminates members claimed by the caller and deletes their tagged
+    /// secret parameters. Failures are logged, never returned: the next launch
+    /// finds the members again.
+    async fn drop_members(&self, template: &str, doomed: &[&InstanceInfo]) {
         for chunk in doomed.chunks(MAX_TERMINATE_BATCH) {
             match self.api.terminate_instances(ids(chunk)).await {
                 Ok(()) => {

@@ -12,6 +12,8 @@ use crate::api::{Filter, InstanceInfo, MockEc2Api};
 use crate::error::Ec2Error;
 use crate::Ec2Backend;
 
+mod disabled;
+
 /// An instance of owner `ci`, template `linux`, retiring by stop.
 fn pooled(id: &str, state: &str, fingerprint: &str) -> InstanceInfo {
     InstanceInfo {
