@@ -55,8 +55,22 @@ fn mock(answers: Vec<Result<Vec<InstanceInfo>, Ec2Error>>) -> (MockEc2Api, Arc<M
     (api, seen)
 }
 
-fn pool_off() -> jenkins_cloud_core::AgentTemplate {
-    template(json!({"ami": {"id": "ami-1"}, "instance_types": ["m5.large"]}))
+/// Launches `count` agents of a template without warm pool, one per call,
+/// each of which must succeed.
+async fn launch_one_by_one(api: MockEc2Api, count: u32) {
+    let backend = backend(api);
+    let t = template(json!({"ami": {"id": "ami-1"}, "instance_types": ["m5.large"]}));
+    let jenkins = endpoint();
+    for n in 1..=count {
+        let out = backend
+            .launch(LaunchBatch {
+                template: &t,
+                jenkins: &jenkins,
+                agents: &[agent(n)],
+            })
+            .await;
+        assert!(out[0].result.is_ok(), "launch {n}: {out:?}");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -86,19 +100,7 @@ async fn launches_terminate_the_left_over_pool_until_it_is_empty_then_stop_looki
         ]),
         Ok(Vec::new()),
     ]);
-    let backend = backend(api);
-    let t = pool_off();
-    let jenkins = endpoint();
-    for n in 1..=4 {
-        let out = backend
-            .launch(LaunchBatch {
-                template: &t,
-                jenkins: &jenkins,
-                agents: &[agent(n)],
-            })
-            .await;
-        assert!(out[0].result.is_ok(), "launch {n}: {out:?}");
-    }
+    launch_one_by_one(api, 4).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.runs, 4, "every agent gets a new instance");
     assert_eq!(
@@ -126,19 +128,7 @@ async fn failed_lookup_does_not_fail_the_launch_and_is_tried_again() {
         )),
         Ok(vec![pooled("i-idle", "stopped", "fp")]),
     ]);
-    let backend = backend(api);
-    let t = pool_off();
-    let jenkins = endpoint();
-    for n in 1..=2 {
-        let out = backend
-            .launch(LaunchBatch {
-                template: &t,
-                jenkins: &jenkins,
-                agents: &[agent(n)],
-            })
-            .await;
-        assert!(out[0].result.is_ok(), "launch {n}: {out:?}");
-    }
+    launch_one_by_one(api, 2).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.runs, 2);
     assert_eq!(seen.terminated, [vec!["i-idle".to_owned()]]);
