@@ -133,8 +133,6 @@ impl Ec2Backend {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&batch.template.name);
-        } else {
-            self.empty_disabled_pool(&batch.template.name).await;
         }
         let (image_id, root_device) = resolve_ami(
             self.api.as_ref(),
@@ -166,6 +164,10 @@ impl Ec2Backend {
                 agent_name: agent.agent_name.clone(),
                 result,
             });
+        }
+        if !spec.warm_pool {
+            // After the launches: the agents waiting in the queue come first.
+            self.empty_disabled_pool(&batch.template.name).await;
         }
         Ok(outcomes)
     }
