@@ -2,7 +2,7 @@
 
 mod warm_pool;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -41,8 +41,9 @@ pub struct Ec2Backend {
     pool_bounds: Mutex<HashMap<String, usize>>,
     /// Held by a retire from counting the warm pools to its StopInstances.
     pool_lock: tokio::sync::Mutex<()>,
-    /// Templates without warm pool whose pool this process found empty.
-    emptied_pools: Mutex<HashSet<String>>,
+    /// The templates that keep a pool, once [`Ec2Backend::prune_pools`] was
+    /// told them: retires of any other template terminate.
+    pool_templates: Mutex<Option<BTreeSet<String>>>,
 }
 
 impl fmt::Debug for Ec2Backend {
@@ -82,7 +83,7 @@ impl Ec2Backend {
             claimed: Mutex::new(HashSet::new()),
             pool_bounds: Mutex::new(HashMap::new()),
             pool_lock: tokio::sync::Mutex::new(()),
-            emptied_pools: Mutex::new(HashSet::new()),
+            pool_templates: Mutex::new(None),
         }
     }
 
@@ -128,12 +129,6 @@ impl Ec2Backend {
     async fn launch_all(&self, batch: LaunchBatch<'_>) -> Result<Vec<LaunchOutcome>, Ec2Error> {
         let spec = Ec2Spec::parse(&batch.template.spec).map_err(Ec2Error::InvalidSpec)?;
         self.remember_bound(&batch.template.name, spec.warm_pool_bound());
-        if spec.warm_pool {
-            self.emptied_pools
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&batch.template.name);
-        }
         let (image_id, root_device) = resolve_ami(
             self.api.as_ref(),
             &spec.ami,
@@ -164,10 +159,6 @@ impl Ec2Backend {
                 agent_name: agent.agent_name.clone(),
                 result,
             });
-        }
-        if !spec.warm_pool {
-            // After the launches: the agents waiting in the queue come first.
-            self.empty_disabled_pool(&batch.template.name).await;
         }
         Ok(outcomes)
     }

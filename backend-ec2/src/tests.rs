@@ -55,8 +55,6 @@ fn mock_runs(
     api.expect_region().return_const("us-east-1".to_owned());
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
     api.expect_delete_parameter().returning(|_| Ok(()));
-    api.expect_describe_instances()
-        .returning(|_| Ok(Vec::new())); // no pool left over
     (api, seen)
 }
 
@@ -221,8 +219,6 @@ async fn permanent_errors_stop_at_once_and_clean_up_the_parameter() {
         ))
     });
     api.expect_region().return_const("us-east-1".to_owned());
-    api.expect_describe_instances()
-        .returning(|_| Ok(Vec::new())); // no pool left over
     api.expect_put_secure_parameter()
         .withf(|name, value| name == "/jenkins-cloud/ci/ci-linux-1" && value.expose() == SECRET)
         .times(1)

@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use aws_sdk_ec2::types::{Filter, HttpTokensState, InstanceMetadataTagsState};
 use common::{agent, harness, launch, secret_of};
 use jenkins_cloud_core::backend::{Backend, CloudId, CloudState};
@@ -378,11 +380,19 @@ async fn stale_pool_members_are_terminated_by_the_next_launch() {
 }
 
 #[tokio::test]
-async fn turning_the_warm_pool_off_empties_it_at_the_next_launch() {
+async fn prune_empties_a_pool_the_configuration_dropped_and_its_agents_then_terminate() {
     let h = harness().await;
     let pooled = h.template(json!({"warm_pool": true})).await;
-    let first = launch(&h.backend, &pooled, &[agent("ci-linux-p1")]).await;
-    let member = first[0].result.clone().unwrap();
+    let out = launch(
+        &h.backend,
+        &pooled,
+        &[agent("ci-linux-p1"), agent("ci-linux-p2")],
+    )
+    .await;
+    let (member, busy) = (
+        out[0].result.clone().unwrap(),
+        out[1].result.clone().unwrap(),
+    );
     assert!(h
         .backend
         .terminate(std::slice::from_ref(&member), "idle")
@@ -394,25 +404,20 @@ async fn turning_the_warm_pool_off_empties_it_at_the_next_launch() {
         [CloudState::Stopped]
     );
 
-    // The operator turns the pool off: the stopped member would be billed for
-    // its volume forever and can never be reused.
-    let mut off = pooled.clone();
-    off.spec["warm_pool"] = json!(false);
-    let second = launch(&h.backend, &off, &[agent("ci-linux-p2")]).await;
-    let fresh = second[0].result.clone().unwrap();
-    assert_ne!(fresh, member);
-    assert_eq!(
-        states_of(&h, &[member, fresh.clone()]).await,
-        [CloudState::Terminated, CloudState::Running]
-    );
-    // Its retire terminates: no pool any more.
-    assert!(h
-        .backend
-        .terminate(std::slice::from_ref(&fresh), "idle")
+    // A new process (same owner) whose configuration keeps no pool for it.
+    let restarted = h.other_owner("ci");
+    let pruned = restarted.prune_pools(&BTreeSet::new()).await.unwrap();
+    assert_eq!(pruned, std::slice::from_ref(&member));
+    // The agent still busy then retires: for good, not into the pool.
+    assert!(restarted
+        .terminate(std::slice::from_ref(&busy), "idle")
         .await[0]
         .result
         .is_ok());
-    assert_eq!(states_of(&h, &[fresh]).await, [CloudState::Terminated]);
+    assert_eq!(
+        states_of(&h, &[member, busy]).await,
+        [CloudState::Terminated, CloudState::Terminated]
+    );
 }
 
 #[tokio::test]

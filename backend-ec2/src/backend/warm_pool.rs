@@ -25,15 +25,15 @@
 //!   Stale and surplus members are terminated, and
 //!   their tagged secret parameters deleted, after the reused instance was
 //!   started; a failure there is logged and retried at the next launch.
-//! * **Launch without `warm_pool`** ([`Ec2Backend::empty_disabled_pool`]): a
-//!   template whose pool was turned off has bound 0, so its retires terminate,
-//!   and its launches terminate the members left stopped (never reusable: the
-//!   fingerprint changed), until one lookup finds none; then they stop looking.
+//! * **Start-up** ([`Ec2Backend::prune_pools`], called by the `jenkins-cloud`
+//!   program before its first pass): the pools of templates that keep none —
+//!   removed from the configuration, or with `warm_pool` off — are emptied,
+//!   and from then on retires of those templates terminate (bound 0).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::PoisonError;
 
-use jenkins_cloud_core::backend::{tags, CloudState};
+use jenkins_cloud_core::backend::{tags, BackendError, CloudId, CloudState};
 
 use super::{owner_filter, Ec2Backend, MAX_TERMINATE_BATCH};
 use crate::api::{Filter, InstanceInfo};
@@ -75,7 +75,8 @@ impl Ec2Backend {
     }
 
     /// The bound of `template`'s pool for retiring `info`: the one remembered
-    /// from the last launch of the template, else the one tagged on the
+    /// from the last launch of the template, else 0 if [`Self::prune_pools`]
+    /// was told the template keeps no pool, else the one tagged on the
     /// instance, else the default.
     fn pool_bound(&self, template: &str, info: &InstanceInfo) -> usize {
         if let Some(bound) = self
@@ -85,6 +86,15 @@ impl Ec2Backend {
             .get(template)
         {
             return *bound;
+        }
+        if self
+            .pool_templates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|keep| !keep.contains(template))
+        {
+            return 0;
         }
         info.tag(POOL_MAX_TAG)
             .and_then(|v| v.parse::<usize>().ok())
@@ -234,67 +244,6 @@ impl Ec2Backend {
         started
     }
 
-    /// Empties `template`'s pool once `warm_pool` is off for it: its stopped
-    /// members can never be reused (the launch fingerprint changed) and would
-    /// keep their volumes billed. Each launch of the template looks until one
-    /// lookup finds no member left (none stopped, stopping, claimed or still
-    /// tagged with an agent); after that this process does not look again
-    /// (retires of the template terminate: its bound is 0).
-    pub(super) async fn empty_disabled_pool(&self, template: &str) {
-        if self
-            .emptied_pools
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(template)
-        {
-            return;
-        }
-        let found = match self
-            .api
-            .describe_instances(
-                self.pool_filters(vec![template.to_owned()], &["stopped", "stopping"]),
-            )
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                tracing::warn!(template, error = %e, "could not look for the stopped instances of a template without warm pool; trying again at its next launch");
-                return;
-            }
-        };
-        let (doomed, left) = {
-            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
-            let (mut doomed, mut left) = (Vec::new(), 0usize);
-            for info in found
-                .iter()
-                .filter(|i| self.is_pool_instance(i) && i.tag(tags::TEMPLATE) == Some(template))
-            {
-                if info.state == "stopped"
-                    && !claimed.contains(&info.id)
-                    && info.tag(tags::AGENT).is_none_or(str::is_empty)
-                {
-                    claimed.insert(info.id.clone());
-                    doomed.push(info);
-                } else {
-                    left += 1; // stopping, in use here, or still an agent's: next launch
-                }
-            }
-            (doomed, left)
-        };
-        if doomed.is_empty() && left == 0 {
-            self.emptied_pools
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(template.to_owned());
-            return;
-        }
-        if !doomed.is_empty() {
-            tracing::info!(template, instances = ?ids(&doomed),
-                "warm_pool is off for this template: terminating its stopped instances");
-            self.drop_members(template, &doomed).await;
-        }
-    }
-
     /// An instance of ours already pending or running for `agent`: a launch
     /// retried after its answer was lost (a warm start has no client token to
     /// make EC2 replay it). `None` when there is none or the lookup failed.
@@ -375,13 +324,76 @@ impl Ec2Backend {
         }
     }
 
+    /// Terminates the stopped (or stopping) warm-pool members of this owner
+    /// whose template is not in `pool_templates` — removed from the
+    /// configuration, or configured without `warm_pool` — and deletes their
+    /// secret parameters. Meant for start-up, with the names of every template
+    /// that keeps a pool: it empties the pools of all others, in the region
+    /// and account of this backend. Members still tagged with an agent, or
+    /// claimed by a launch of this process, are left alone.
+    ///
+    /// From then on, this backend terminates instead of stopping when agents
+    /// of templates not in `pool_templates` retire (until a launch of such a
+    /// template says otherwise), so no new member appears behind the sweep.
+    ///
+    /// Returns the ids terminated. A failed lookup is an error; a failed
+    /// TerminateInstances is logged and leaves those members for the next call.
+    pub async fn prune_pools(
+        &self,
+        pool_templates: &BTreeSet<String>,
+    ) -> Result<Vec<CloudId>, BackendError> {
+        *self
+            .pool_templates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(pool_templates.clone());
+        let filters = vec![
+            owner_filter(&self.owner),
+            (format!("tag:{RETIRE_TAG}"), vec!["stop".to_owned()]),
+            (
+                "instance-state-name".to_owned(),
+                vec!["stopped".to_owned(), "stopping".to_owned()],
+            ),
+        ];
+        let found = self.api.describe_instances(filters).await?;
+        let by_template: BTreeMap<&str, Vec<&InstanceInfo>> = {
+            let mut claimed = self.claimed.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut by_template: BTreeMap<&str, Vec<&InstanceInfo>> = BTreeMap::new();
+            for info in &found {
+                let template = info.tag(tags::TEMPLATE).unwrap_or_default();
+                if self.is_pool_instance(info)
+                    && matches!(info.state.as_str(), "stopped" | "stopping")
+                    && !pool_templates.contains(template)
+                    && info.tag(tags::AGENT).is_none_or(str::is_empty)
+                    && claimed.insert(info.id.clone())
+                {
+                    by_template.entry(template).or_default().push(info);
+                }
+            }
+            by_template
+        };
+        let mut terminated = Vec::new();
+        for (template, members) in by_template {
+            tracing::info!(template, instances = ?ids(&members),
+                "terminating warm-pool instances of a template that keeps no pool (removed, or warm_pool off)");
+            terminated.extend(
+                self.drop_members(template, &members)
+                    .await
+                    .into_iter()
+                    .map(CloudId),
+            );
+        }
+        Ok(terminated)
+    }
+
     /// Terminates members claimed by the caller and deletes their tagged
-    /// secret parameters. Failures are logged, never returned: the next launch
-    /// finds the members again.
-    async fn drop_members(&self, template: &str, doomed: &[&InstanceInfo]) {
+    /// secret parameters; returns the ids terminated. Failures are logged,
+    /// never returned: the next launch (or prune) finds the members again.
+    async fn drop_members(&self, template: &str, doomed: &[&InstanceInfo]) -> Vec<String> {
+        let mut terminated = Vec::new();
         for chunk in doomed.chunks(MAX_TERMINATE_BATCH) {
             match self.api.terminate_instances(ids(chunk)).await {
                 Ok(()) => {
+                    terminated.extend(ids(chunk));
                     for parameter in chunk
                         .iter()
                         .filter_map(|i| i.tag(SECRET_PARAMETER_TAG))
@@ -402,5 +414,6 @@ impl Ec2Backend {
         for info in doomed {
             claimed.remove(&info.id);
         }
+        terminated
     }
 }

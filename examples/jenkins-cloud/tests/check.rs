@@ -387,3 +387,109 @@ clouds:
     assert_eq!(owned.len(), 1, "one EC2 instance in moto");
     assert!(owned[0].id.0.starts_with("i-"));
 }
+
+#[tokio::test]
+async fn run_start_up_empties_the_pools_of_templates_that_keep_none() {
+    use jenkins_cloud_cli::commands::{self, run};
+    use jenkins_cloud_core::backend::{AgentLaunch, CloudId, CloudState, LaunchBatch};
+    use jenkins_cloud_core::Secret;
+    std::env::set_var("JC_CHECK_PRUNE", ADMIN_TOKEN);
+    let a = aws_fixture().await;
+    let config = |templates: &[(&str, bool)]| {
+        let templates: String = templates
+            .iter()
+            .map(|(name, pool)| {
+                format!(
+                    r#"
+      - name: {name}
+        labels: {name}
+        spec: {{ami: {{id: "{ami}"}}, instance_types: [t3.micro], subnets: ["{subnet}"], security_groups: ["{sg}"], warm_pool: {pool}}}"#,
+                    ami = a.ami,
+                    subnet = a.subnet,
+                    sg = a.sg,
+                )
+            })
+            .collect();
+        let text = format!(
+            r#"owner: ci-prune
+jenkins: {{url: "https://ci.example.com/", user: admin, token_env: JC_CHECK_PRUNE}}
+clouds:
+  - name: vm
+    kind: ec2
+    region: us-east-1
+    endpoint_url: "{ep}"
+    templates:{templates}
+"#,
+            ep = a.endpoint,
+        );
+        Config::parse(&text, "prune.yaml").unwrap_or_else(|e| panic!("{e}"))
+    };
+
+    // Yesterday's configuration: three templates, each with a pool member.
+    let before = config(&[("keep", true), ("nopool", true), ("removed", true)]);
+    let backend = commands::open_backend_with(&before, 0, &a.hooks)
+        .await
+        .unwrap();
+    let jenkins = before.jenkins.endpoint();
+    let mut members = Vec::new();
+    for (_, template) in before.templates() {
+        let agent = AgentLaunch {
+            agent_name: format!("ci-prune-{}-1", template.name),
+            secret: Secret::new("0123456789abcdef0123456789abcdef"),
+            client_token: format!("token-{}", template.name),
+        };
+        let out = backend
+            .launch(LaunchBatch {
+                template,
+                jenkins: &jenkins,
+                agents: std::slice::from_ref(&agent),
+            })
+            .await;
+        let id = out[0].result.clone().unwrap();
+        assert!(
+            backend.terminate(std::slice::from_ref(&id), "idle").await[0]
+                .result
+                .is_ok()
+        );
+        members.push(id);
+    }
+    let states = || async {
+        let mut by_id = std::collections::BTreeMap::new();
+        for i in backend.describe(&members).await.unwrap() {
+            by_id.insert(i.id.0.clone(), i.state);
+        }
+        members
+            .iter()
+            .map(|m| by_id.get(&m.0).cloned().unwrap_or(CloudState::Terminated))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        states().await,
+        [
+            CloudState::Stopped,
+            CloudState::Stopped,
+            CloudState::Stopped
+        ],
+        "three pool members"
+    );
+
+    // Today's: `nopool` keeps no pool, `removed` was removed.
+    let after = config(&[("keep", true), ("nopool", false)]);
+    let mut pruned: Vec<CloudId> = run::prune_pools(&after, &a.hooks).await;
+    pruned.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut expected = vec![members[1].clone(), members[2].clone()];
+    expected.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(pruned, expected);
+    assert_eq!(
+        states().await,
+        [
+            CloudState::Stopped,
+            CloudState::Terminated,
+            CloudState::Terminated
+        ]
+    );
+    assert!(
+        run::prune_pools(&after, &a.hooks).await.is_empty(),
+        "a second start finds nothing to prune"
+    );
+}

@@ -1,47 +1,67 @@
-//! A template whose `warm_pool` was turned off: its launches empty the pool.
+//! Templates that keep no pool (removed, or `warm_pool` off): `prune_pools`
+//! empties their pools, and their retires terminate from then on.
 
 use std::sync::{Arc, Mutex};
 
-use jenkins_cloud_core::backend::{Backend, LaunchBatch};
-use serde_json::json;
+use jenkins_cloud_core::backend::Backend;
 
-use super::super::{agent, endpoint, template};
-use super::{assert_pool_filters, backend, pooled, with_tag};
-use crate::api::{InstanceInfo, MockEc2Api};
+use super::{backend, ids, pooled, running, with_tag};
+use crate::api::MockEc2Api;
 use crate::error::Ec2Error;
 
-/// Calls recorded by [`mock`].
+/// Calls recorded by the mocks.
 #[derive(Default)]
 struct Seen {
-    lookups: usize,
     terminated: Vec<Vec<String>>,
     deleted: Vec<String>,
-    runs: usize,
 }
 
-/// A mock whose pool lookups answer from `answers`, in turn; RunInstances succeeds.
-fn mock(answers: Vec<Result<Vec<InstanceInfo>, Ec2Error>>) -> (MockEc2Api, Arc<Mutex<Seen>>) {
+#[tokio::test]
+async fn prune_empties_the_pools_of_templates_that_keep_none() {
+    let in_template = |id: &str, state: &str, template: &str| {
+        with_tag(pooled(id, state, "fp"), "jenkins-cloud:template", template)
+    };
+    let found = vec![
+        with_tag(
+            in_template("i-removed", "stopped", "removed"),
+            "jenkins-cloud:secret-parameter",
+            "/jenkins-cloud/ci/ci-removed-1",
+        ),
+        in_template("i-off", "stopping", "linux"),
+        in_template("i-kept", "stopped", "docker"),
+        with_tag(
+            in_template("i-agent", "stopped", "removed"),
+            "jenkins-cloud:agent",
+            "ci-removed-2",
+        ),
+        with_tag(
+            in_template("i-foreign", "stopped", "removed"),
+            "jenkins-cloud:owner",
+            "other",
+        ),
+    ];
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let answers = Mutex::new(answers.into_iter());
     let mut api = MockEc2Api::new();
-    api.expect_region().return_const("us-east-1".to_owned());
-    api.expect_put_secure_parameter().returning(|_, _| Ok(()));
-    let s = seen.clone();
-    api.expect_describe_instances().returning(move |filters| {
-        assert_pool_filters(&filters, &["stopped", "stopping"]);
-        s.lock().unwrap().lookups += 1;
-        answers
-            .lock()
-            .unwrap()
-            .next()
-            .expect("no more pool lookups than answers")
-    });
-    let s = seen.clone();
-    api.expect_run_instance().returning(move |_| {
-        let mut s = s.lock().unwrap();
-        s.runs += 1;
-        Ok(format!("i-new{}", s.runs))
-    });
+    api.expect_describe_instances()
+        .times(1)
+        .returning(move |filters| {
+            let value = |name: &str| {
+                filters
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(
+                value("tag:jenkins-cloud:owner"),
+                Some(vec!["ci".to_owned()])
+            );
+            assert_eq!(
+                value("tag:jenkins-cloud:retire"),
+                Some(vec!["stop".to_owned()])
+            );
+            assert_eq!(value("tag:jenkins-cloud:template"), None, "every template");
+            Ok(found.clone())
+        });
     let s = seen.clone();
     api.expect_terminate_instances().returning(move |ids| {
         s.lock().unwrap().terminated.push(ids);
@@ -52,84 +72,71 @@ fn mock(answers: Vec<Result<Vec<InstanceInfo>, Ec2Error>>) -> (MockEc2Api, Arc<M
         s.lock().unwrap().deleted.push(name);
         Ok(())
     });
-    (api, seen)
-}
-
-/// Launches `count` agents of a template without warm pool, one per call,
-/// each of which must succeed.
-async fn launch_one_by_one(api: MockEc2Api, count: u32) {
-    let backend = backend(api);
-    let t = template(json!({"ami": {"id": "ami-1"}, "instance_types": ["m5.large"]}));
-    let jenkins = endpoint();
-    for n in 1..=count {
-        let out = backend
-            .launch(LaunchBatch {
-                template: &t,
-                jenkins: &jenkins,
-                agents: &[agent(n)],
-            })
-            .await;
-        assert!(out[0].result.is_ok(), "launch {n}: {out:?}");
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn launches_terminate_the_left_over_pool_until_it_is_empty_then_stop_looking() {
-    let idle = with_tag(
-        pooled("i-idle", "stopped", "fp"),
-        "jenkins-cloud:secret-parameter",
-        "/jenkins-cloud/ci/ci-linux-old",
-    );
-    let stopping = pooled("i-stopping", "stopping", "fp");
-    let still_agent = with_tag(
-        pooled("i-agent", "stopped", "fp"),
-        "jenkins-cloud:agent",
-        "ci-linux-old2",
-    );
-    let foreign = with_tag(
-        pooled("i-foreign", "stopped", "fp"),
-        "jenkins-cloud:owner",
-        "other",
-    );
-    let (api, seen) = mock(vec![
-        Ok(vec![idle, stopping.clone(), still_agent, foreign]),
-        // The retire of the agent cleared its tag; the stopping one stopped.
-        Ok(vec![
-            pooled("i-agent", "stopped", "fp"),
-            pooled("i-stopping", "stopped", "fp"),
-        ]),
-        Ok(Vec::new()),
-    ]);
-    launch_one_by_one(api, 4).await;
+    let keep = ["docker".to_owned()].into_iter().collect();
+    let pruned = backend(api).prune_pools(&keep).await.unwrap();
+    let pruned: Vec<&str> = pruned.iter().map(|id| id.0.as_str()).collect();
+    assert_eq!(pruned, ["i-off", "i-removed"]);
     let seen = seen.lock().unwrap();
-    assert_eq!(seen.runs, 4, "every agent gets a new instance");
     assert_eq!(
         seen.terminated,
-        [
-            vec!["i-idle".to_owned()],
-            vec!["i-agent".to_owned(), "i-stopping".to_owned()]
-        ],
-        "the stopping member and the one still tagged with an agent wait for a later launch; the foreign one is never touched"
+        [vec!["i-off".to_owned()], vec!["i-removed".to_owned()]],
+        "one call per template; the kept pool, the agent's instance and the foreign one stay"
     );
-    assert_eq!(seen.deleted, ["/jenkins-cloud/ci/ci-linux-old"]);
-    assert_eq!(
-        seen.lookups, 3,
-        "the fourth launch does not look: the pool was found empty"
-    );
+    assert_eq!(seen.deleted, ["/jenkins-cloud/ci/ci-removed-1"]);
 }
 
-#[tokio::test(start_paused = true)]
-async fn failed_lookup_does_not_fail_the_launch_and_is_tried_again() {
-    let (api, seen) = mock(vec![
+#[tokio::test]
+async fn prune_reports_a_failed_lookup_and_what_a_failed_terminate_left() {
+    let mut api = MockEc2Api::new();
+    api.expect_describe_instances().times(1).returning(|_| {
         Err(Ec2Error::aws(
             "DescribeInstances",
+            Some("UnauthorizedOperation".into()),
+            "denied",
+        ))
+    });
+    let err = backend(api)
+        .prune_pools(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("UnauthorizedOperation"), "{err}");
+
+    let mut api = MockEc2Api::new();
+    api.expect_describe_instances()
+        .returning(|_| Ok(vec![pooled("i-1", "stopped", "fp")]));
+    api.expect_terminate_instances().times(1).returning(|_| {
+        Err(Ec2Error::aws(
+            "TerminateInstances",
             Some("RequestLimitExceeded".into()),
             "slow down",
-        )),
-        Ok(vec![pooled("i-idle", "stopped", "fp")]),
-    ]);
-    launch_one_by_one(api, 2).await;
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.runs, 2);
-    assert_eq!(seen.terminated, [vec!["i-idle".to_owned()]]);
+        ))
+    });
+    let pruned = backend(api).prune_pools(&Default::default()).await.unwrap();
+    assert!(pruned.is_empty(), "nothing was terminated: {pruned:?}");
+}
+
+#[tokio::test]
+async fn after_a_prune_agents_of_templates_without_pool_retire_for_good() {
+    // `running` agents carry a tagged bound of 5 from a launch with a pool.
+    let mut api = MockEc2Api::new();
+    api.expect_describe_instances().returning(|filters| {
+        let id_lookup = filters.len() == 1 && filters[0].0 == "instance-id";
+        Ok(if id_lookup {
+            vec![running("i-a", 5)]
+        } else {
+            Vec::new()
+        })
+    });
+    api.expect_create_tags().returning(|_, _| Ok(()));
+    api.expect_delete_parameter().returning(|_| Ok(()));
+    api.expect_stop_instances().never();
+    api.expect_terminate_instances()
+        .withf(|ids| ids == &["i-a".to_owned()])
+        .times(1)
+        .returning(|_| Ok(()));
+    let backend = backend(api);
+    let keep = ["docker".to_owned()].into_iter().collect();
+    assert!(backend.prune_pools(&keep).await.unwrap().is_empty());
+    let out = backend.terminate(&ids(&["i-a"]), "idle").await;
+    assert!(out[0].result.is_ok(), "{out:?}");
 }

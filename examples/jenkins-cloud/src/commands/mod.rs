@@ -86,12 +86,15 @@ pub async fn open_backend_with(
             .map_err(|e| CommandError(format!("cloud `{}`: {e}", cloud.name)))?;
             Ok(Arc::new(backend))
         }
-        CloudKind::Ec2 => {
-            let clients = aws::clients(cloud, hooks).await;
-            let api = Arc::new(SdkApi::new(clients.ec2, clients.ssm));
-            Ok(Arc::new(Ec2Backend::with_api(config.owner.clone(), api)))
-        }
+        CloudKind::Ec2 => Ok(Arc::new(open_ec2(config, index, hooks).await)),
     }
+}
+
+/// Builds the EC2 backend of cloud `index` (which must be an EC2 cloud).
+pub async fn open_ec2(config: &Config, index: usize, hooks: &AwsHooks) -> Ec2Backend {
+    let clients = aws::clients(&config.clouds[index], hooks).await;
+    let api = Arc::new(SdkApi::new(clients.ec2, clients.ssm));
+    Ec2Backend::with_api(config.owner.clone(), api)
 }
 
 /// Builds the Jenkins client from the configuration (reads the API token).

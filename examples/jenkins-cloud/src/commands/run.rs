@@ -1,13 +1,48 @@
 //! `run`: the daemon (`--once`: a single pass).
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
+use jenkins_cloud_core::backend::CloudId;
 use jenkins_cloud_core::reconcile::{ObserveError, PassReport};
+use jenkins_cloud_ec2::Ec2Spec;
 
-use super::{CommandError, Setup};
-use crate::config::OnShutdown;
+use super::aws::AwsHooks;
+use super::{open_ec2, CommandError, Setup};
+use crate::config::{CloudKind, Config, OnShutdown};
 use crate::metrics::Metrics;
+
+/// Before the first pass: empties the EC2 warm pools of templates that keep
+/// none (removed from the configuration, or with `warm_pool` off), in every
+/// EC2 cloud, so their stopped instances are not billed for their volumes
+/// forever. Returns the instances terminated; a cloud whose pools cannot be
+/// read is logged and skipped (the loop runs all the same).
+pub async fn prune_pools(config: &Config, hooks: &AwsHooks) -> Vec<CloudId> {
+    // Template names are unique in a configuration; two EC2 clouds in one
+    // region must not empty each other's pools, so every cloud keeps them all.
+    let keep: BTreeSet<String> = config
+        .templates()
+        .filter(|(i, t)| {
+            config.clouds[*i].kind == CloudKind::Ec2
+                && Ec2Spec::parse(&t.spec).is_ok_and(|s| s.warm_pool)
+        })
+        .map(|(_, t)| t.name.clone())
+        .collect();
+    let mut pruned = Vec::new();
+    for (i, cloud) in config.clouds.iter().enumerate() {
+        if cloud.kind != CloudKind::Ec2 {
+            continue;
+        }
+        match open_ec2(config, i, hooks).await.prune_pools(&keep).await {
+            Ok(ids) => pruned.extend(ids),
+            Err(e) => {
+                tracing::warn!(cloud = %cloud.name, error = %e, "could not look for warm-pool instances of templates without a pool; they stay until the next start");
+            }
+        }
+    }
+    pruned
+}
 
 /// Logs what a pass did; every launch line names the queue items it serves.
 pub fn log_pass(result: &Result<PassReport, ObserveError>) {
