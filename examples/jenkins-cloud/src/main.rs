@@ -186,7 +186,7 @@ async fn execute(cli: Cli) -> Result<(), String> {
         }
         Command::Run { once } => {
             let mut setup = commands::setup(&config).await.map_err(|e| e.to_string())?;
-            run::prune_pools(&config, &AwsHooks::default()).await;
+            run::prune_pools(&config, &setup.ec2).await;
             let metrics = Arc::new(Metrics::default());
             if let Some(addr) = config.metrics_address {
                 let m = Arc::clone(&metrics);

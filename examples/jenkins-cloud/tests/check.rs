@@ -391,7 +391,7 @@ clouds:
 #[tokio::test]
 async fn run_start_up_empties_the_pools_of_templates_that_keep_none() {
     use jenkins_cloud_cli::commands::{self, run};
-    use jenkins_cloud_core::backend::{AgentLaunch, CloudId, CloudState, LaunchBatch};
+    use jenkins_cloud_core::backend::{AgentLaunch, Backend, CloudId, CloudState, LaunchBatch};
     use jenkins_cloud_core::Secret;
     std::env::set_var("JC_CHECK_PRUNE", ADMIN_TOKEN);
     let a = aws_fixture().await;
@@ -425,27 +425,41 @@ clouds:
         Config::parse(&text, "prune.yaml").unwrap_or_else(|e| panic!("{e}"))
     };
 
-    // Yesterday's configuration: three templates, each with a pool member.
+    // Yesterday's configuration: three templates, each with a pool member;
+    // an agent of `removed` is still busy.
     let before = config(&[("keep", true), ("nopool", true), ("removed", true)]);
     let backend = commands::open_backend_with(&before, 0, &a.hooks)
         .await
         .unwrap();
     let jenkins = before.jenkins.endpoint();
+    let launch_one = |template, n: u32| {
+        let backend = backend.clone();
+        let jenkins = jenkins.clone();
+        async move {
+            let template: &jenkins_cloud_core::AgentTemplate = template;
+            let agent = AgentLaunch {
+                agent_name: format!("ci-prune-{}-{n}", template.name),
+                secret: Secret::new("0123456789abcdef0123456789abcdef"),
+                client_token: format!("token-{}-{n}", template.name),
+            };
+            let out = backend
+                .launch(LaunchBatch {
+                    template,
+                    jenkins: &jenkins,
+                    agents: std::slice::from_ref(&agent),
+                })
+                .await;
+            out[0].result.clone().unwrap()
+        }
+    };
     let mut members = Vec::new();
+    let mut busy = None;
     for (_, template) in before.templates() {
-        let agent = AgentLaunch {
-            agent_name: format!("ci-prune-{}-1", template.name),
-            secret: Secret::new("0123456789abcdef0123456789abcdef"),
-            client_token: format!("token-{}", template.name),
-        };
-        let out = backend
-            .launch(LaunchBatch {
-                template,
-                jenkins: &jenkins,
-                agents: std::slice::from_ref(&agent),
-            })
-            .await;
-        let id = out[0].result.clone().unwrap();
+        let id = launch_one(template, 1).await;
+        if template.name == "removed" {
+            // Launched before the other retires, so it does not reuse it.
+            busy = Some(launch_one(template, 2).await);
+        }
         assert!(
             backend.terminate(std::slice::from_ref(&id), "idle").await[0]
                 .result
@@ -453,6 +467,8 @@ clouds:
         );
         members.push(id);
     }
+    let busy = busy.unwrap();
+    members.push(busy.clone());
     let states = || async {
         let mut by_id = std::collections::BTreeMap::new();
         for i in backend.describe(&members).await.unwrap() {
@@ -463,33 +479,30 @@ clouds:
             .map(|m| by_id.get(&m.0).cloned().unwrap_or(CloudState::Terminated))
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        states().await,
-        [
-            CloudState::Stopped,
-            CloudState::Stopped,
-            CloudState::Stopped
-        ],
-        "three pool members"
-    );
+    use CloudState::{Running, Stopped, Terminated};
+    assert_eq!(states().await, [Stopped, Stopped, Stopped, Running]);
 
-    // Today's: `nopool` keeps no pool, `removed` was removed.
+    // Today's, in a new process: `nopool` keeps no pool, `removed` was removed.
     let after = config(&[("keep", true), ("nopool", false)]);
-    let mut pruned: Vec<CloudId> = run::prune_pools(&after, &a.hooks).await;
+    let today = std::sync::Arc::new(commands::open_ec2(&after, 0, &a.hooks).await);
+    let mut pruned: Vec<CloudId> = run::prune_pools(&after, std::slice::from_ref(&today)).await;
     pruned.sort_by(|x, y| x.0.cmp(&y.0));
     let mut expected = vec![members[1].clone(), members[2].clone()];
     expected.sort_by(|x, y| x.0.cmp(&y.0));
     assert_eq!(pruned, expected);
+    assert_eq!(states().await, [Stopped, Terminated, Terminated, Running]);
+    // The busy agent retires through the same backend: for good, not into a pool.
+    assert!(
+        today.terminate(std::slice::from_ref(&busy), "idle").await[0]
+            .result
+            .is_ok()
+    );
     assert_eq!(
         states().await,
-        [
-            CloudState::Stopped,
-            CloudState::Terminated,
-            CloudState::Terminated
-        ]
+        [Stopped, Terminated, Terminated, Terminated]
     );
     assert!(
-        run::prune_pools(&after, &a.hooks).await.is_empty(),
+        run::prune_pools(&after, &[today]).await.is_empty(),
         "a second start finds nothing to prune"
     );
 }

@@ -47,6 +47,9 @@ pub struct Setup {
     pub reconciler: Reconciler,
     /// Per-cloud call counters.
     pub metered: Vec<Arc<MetricsBackend<dyn Backend>>>,
+    /// The EC2 backends among them, unwrapped (for [`run::prune_pools`]);
+    /// empty when the backends were given to [`setup_with`].
+    pub ec2: Vec<Arc<Ec2Backend>>,
 }
 
 impl Setup {
@@ -173,17 +176,27 @@ pub fn setup_with(
     Setup {
         reconciler,
         metered,
+        ec2: Vec::new(),
     }
 }
 
 /// Builds the loop from the configuration alone (real Jenkins and clouds).
 pub async fn setup(config: &Config) -> Result<Setup, CommandError> {
     let jenkins = open_jenkins(config)?;
-    let mut backends = Vec::new();
-    for i in 0..config.clouds.len() {
-        backends.push(open_backend(config, i).await?);
+    let (mut backends, mut ec2) = (Vec::new(), Vec::new());
+    for (i, cloud) in config.clouds.iter().enumerate() {
+        if cloud.kind == CloudKind::Ec2 {
+            let backend = Arc::new(open_ec2(config, i, &AwsHooks::default()).await);
+            ec2.push(Arc::clone(&backend));
+            backends.push(backend as Arc<dyn Backend>);
+        } else {
+            backends.push(open_backend(config, i).await?);
+        }
     }
     // Test-only hook (JENKINS_CLOUD_CRASH_POINT); a no-op when unset.
     let (jenkins, backends) = crate::crashpoint::wrap_from_env(jenkins, backends)?;
-    Ok(setup_with(config, jenkins, backends))
+    Ok(Setup {
+        ec2,
+        ..setup_with(config, jenkins, backends)
+    })
 }

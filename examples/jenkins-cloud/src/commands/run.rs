@@ -6,19 +6,19 @@ use std::sync::Arc;
 
 use jenkins_cloud_core::backend::CloudId;
 use jenkins_cloud_core::reconcile::{ObserveError, PassReport};
-use jenkins_cloud_ec2::Ec2Spec;
+use jenkins_cloud_ec2::{Ec2Backend, Ec2Spec};
 
-use super::aws::AwsHooks;
-use super::{open_ec2, CommandError, Setup};
+use super::{CommandError, Setup};
 use crate::config::{CloudKind, Config, OnShutdown};
 use crate::metrics::Metrics;
 
 /// Before the first pass: empties the EC2 warm pools of templates that keep
-/// none (removed from the configuration, or with `warm_pool` off), in every
-/// EC2 cloud, so their stopped instances are not billed for their volumes
-/// forever. Returns the instances terminated; a cloud whose pools cannot be
-/// read is logged and skipped (the loop runs all the same).
-pub async fn prune_pools(config: &Config, hooks: &AwsHooks) -> Vec<CloudId> {
+/// none (removed from the configuration, or with `warm_pool` off), through
+/// each of the loop's EC2 backends (`ec2`, see [`Setup::ec2`]), which from
+/// then on terminate retiring agents of those templates instead of stopping
+/// them. Returns the instances terminated; a cloud whose pools cannot be read
+/// is logged and skipped (the loop runs all the same).
+pub async fn prune_pools(config: &Config, ec2: &[Arc<Ec2Backend>]) -> Vec<CloudId> {
     // Template names are unique in a configuration; two EC2 clouds in one
     // region must not empty each other's pools, so every cloud keeps them all.
     let keep: BTreeSet<String> = config
@@ -30,14 +30,11 @@ pub async fn prune_pools(config: &Config, hooks: &AwsHooks) -> Vec<CloudId> {
         .map(|(_, t)| t.name.clone())
         .collect();
     let mut pruned = Vec::new();
-    for (i, cloud) in config.clouds.iter().enumerate() {
-        if cloud.kind != CloudKind::Ec2 {
-            continue;
-        }
-        match open_ec2(config, i, hooks).await.prune_pools(&keep).await {
+    for backend in ec2 {
+        match backend.prune_pools(&keep).await {
             Ok(ids) => pruned.extend(ids),
             Err(e) => {
-                tracing::warn!(cloud = %cloud.name, error = %e, "could not look for warm-pool instances of templates without a pool; they stay until the next start");
+                tracing::warn!(error = %e, "could not look for warm-pool instances of templates without a pool; they stay until the next start");
             }
         }
     }
