@@ -491,6 +491,10 @@ impl Backend for Ec2Backend {
         Ec2Spec::parse(&template.spec).map(|_| ())
     }
 
+    fn classify_failure(&self, reason: &str) -> jenkins_cloud_core::ErrorClass {
+        crate::state::classify_state_reason(reason)
+    }
+
     async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {
         match self.launch_all(batch).await {
             Ok(outcomes) => outcomes,

@@ -434,6 +434,10 @@ impl Backend for FargateBackend {
         .with_spot(true)
     }
 
+    fn classify_failure(&self, reason: &str) -> jenkins_cloud_core::ErrorClass {
+        crate::state::classify_stop_reason(reason)
+    }
+
     fn validate_template(&self, template: &AgentTemplate) -> Result<(), Vec<String>> {
         match self.spec_of(template) {
             Ok(spec) => {

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use aws_sdk_ecs::types::{Task, TaskStopCode};
 use jenkins_cloud_core::backend::{tags, CloudId, CloudInstance, CloudState, OwnerId};
+use jenkins_cloud_core::ErrorClass;
 
 /// Prefix of the stop reason this backend gives StopTask, so an orderly stop
 /// is recognisable even where ECS leaves `stopCode` empty.
@@ -111,6 +112,82 @@ fn stopped_state(task: &Task) -> CloudState {
     CloudState::Failed(parts.join("; "))
 }
 
+/// What retrying does about a task that stopped by itself before its agent ran
+/// a build, from the reason [`state_of`] gave it (stop code, `stoppedReason`
+/// and the containers' reasons). Matches the error names AWS documents, which
+/// stay the same across platform versions (the text after them may be cut):
+///
+/// * capacity: `SpotInterruption` / `TerminationNotice` and "Your Spot Task
+///   was interrupted." (Fargate Spot reclaimed, see "AWS Fargate capacity
+///   providers", docs.aws.amazon.com/AmazonECS/latest/developerguide/fargate-capacity-providers.html,
+///   and "Spot interruption errors", …/spot-interruption-errors.html), "Capacity
+///   is unavailable at this time" (re:Post knowledge-center/ecs-fargate-runtask-capacity);
+/// * throttled: a registry's pull rate limit (`toomanyrequests`, "You have
+///   reached your pull rate limit", …/developerguide/task_cannot_pull_image.html);
+/// * transient: `InternalError`, `ContainerRuntimeTimeoutError` (before
+///   platform 1.4: `DockerTimeoutError`), `ContainerRuntimeError`,
+///   `CannotStopContainerError`, `CannotInspectContainerError`, "no space left
+///   on device", "Timeout waiting for network interface provisioning to
+///   complete", `InfrastructureHealth`;
+/// * permanent (until the template or its role, image or network changes):
+///   `CannotPullContainerError`, `ResourceInitializationError` (roles,
+///   secrets, log group, DNS), `CannotStartContainerError`,
+///   `CannotCreateVolumeError`, `OutOfMemoryError`, `ResourceNotFoundException`,
+///   and an essential container that exits ("Essential container in task
+///   exited", `EssentialContainerExited`: the agent process ended before it
+///   ran a build).
+///
+/// Error categories from "Amazon ECS stopped tasks error messages"
+/// (docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-error-codes.html).
+/// Anything else is transient.
+pub fn classify_stop_reason(reason: &str) -> ErrorClass {
+    const CAPACITY: &[&str] = &[
+        "SpotInterruption",
+        "TerminationNotice",
+        "Your Spot Task was interrupted",
+        "Capacity is unavailable",
+    ];
+    const THROTTLED: &[&str] = &["toomanyrequests", "pull rate limit"];
+    const TRANSIENT: &[&str] = &[
+        "no space left on device",
+        "network interface provision",
+        "InternalError",
+        "ContainerRuntimeTimeoutError",
+        "DockerTimeoutError",
+        "ContainerRuntimeError",
+        "CannotStopContainerError",
+        "CannotInspectContainerError",
+        "InfrastructureHealth",
+    ];
+    const PERMANENT: &[&str] = &[
+        "CannotPullContainerError",
+        "ResourceInitializationError",
+        "CannotStartContainerError",
+        "CannotCreateVolumeError",
+        "OutOfMemoryError",
+        "ResourceNotFoundException",
+        "Essential container in task exited",
+        "EssentialContainerExited",
+    ];
+    let lower = reason.to_ascii_lowercase();
+    let has = |needles: &[&str]| {
+        needles
+            .iter()
+            .any(|n| lower.contains(&n.to_ascii_lowercase()))
+    };
+    if has(CAPACITY) {
+        ErrorClass::Capacity
+    } else if has(THROTTLED) {
+        ErrorClass::Throttled
+    } else if has(TRANSIENT) {
+        ErrorClass::Transient
+    } else if has(PERMANENT) {
+        ErrorClass::Permanent
+    } else {
+        ErrorClass::Transient
+    }
+}
+
 /// The cluster part of a long-format task ARN (`…:task/CLUSTER/ID`).
 pub fn cluster_of(arn: &str) -> Option<&str> {
     if !arn.starts_with("arn:") || !arn.contains(":ecs:") {
@@ -126,6 +203,31 @@ mod tests {
     use aws_sdk_ecs::types::{Container, Tag};
 
     use super::*;
+
+    /// Texts as AWS documents them (see [`classify_stop_reason`] for the pages).
+    #[test]
+    fn stop_reasons_are_classified_from_awss_error_names() {
+        let cases = [
+            ("TaskFailedToStart; CannotPullContainerError: API error (404): repository 111122223333.dkr.ecr.us-east-1.amazonaws.com/repo/image not found", ErrorClass::Permanent),
+            ("TaskFailedToStart; CannotPullContainerError: ref pull has been retried 1 time(s): failed to copy: httpReaderSeeker: failed open: unexpected status code", ErrorClass::Permanent),
+            ("TaskFailedToStart; ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 3 time(s)", ErrorClass::Permanent),
+            ("TaskFailedToStart; ResourceInitializationError: failed to initialize logging driver: ResourceNotFoundException: The specified log group does not exist.", ErrorClass::Permanent),
+            ("EssentialContainerExited; Essential container in task exited; container agent: (exit code 1)", ErrorClass::Permanent),
+            ("TaskFailedToStart; CannotStartContainerError: failed to get container status", ErrorClass::Permanent),
+            ("OutOfMemoryError: Container killed due to memory usage", ErrorClass::Permanent),
+            ("TaskFailedToStart; CannotPullContainerError: ERROR: toomanyrequests: Too Many Requests. You have reached your pull rate limit.", ErrorClass::Throttled),
+            ("TaskFailedToStart; CannotPullContainerError: write /var/lib/docker/tmp/GetImageBlob111111111: no space left on device", ErrorClass::Transient),
+            ("TaskFailedToStart; Timeout waiting for network interface provisioning to complete.", ErrorClass::Transient),
+            ("TaskFailedToStart; InternalError: unexpected EC2 error while attempting to tag the network interface", ErrorClass::Transient),
+            ("ContainerRuntimeTimeoutError: Could not transition to running; timed out after waiting 1m", ErrorClass::Transient),
+            ("TerminationNotice; Your Spot Task was interrupted.", ErrorClass::Capacity),
+            ("SpotInterruption; Your Spot Task was interrupted.", ErrorClass::Capacity),
+            ("task stopped without a reason", ErrorClass::Transient),
+        ];
+        for (reason, class) in cases {
+            assert_eq!(classify_stop_reason(reason), class, "{reason}");
+        }
+    }
 
     fn task(last: &str, desired: &str) -> aws_sdk_ecs::types::builders::TaskBuilder {
         Task::builder()

@@ -431,4 +431,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// that died carries the cloud's reason). Used after a restart to rebuild state
     /// and, on every pass, to find orphans. Never includes other owners' resources.
     async fn list_owned(&self) -> Result<Vec<CloudInstance>, BackendError>;
+
+    /// What retrying does about a resource that failed by itself
+    /// ([`CloudState::Failed`]) before its agent ran a build, from the reason
+    /// this backend gave (the cloud's own words).
+    ///
+    /// The reconcile loop counts such a failure as a failed launch of the
+    /// template and backs off by this class: `Permanent` for configuration
+    /// problems that repeat until someone changes the template (an image that
+    /// cannot be pulled, a missing role or secret, an essential container that
+    /// exits), `Capacity` for interruptions and capacity shortages (spot), and
+    /// `Transient` for faults that may pass. The default, for backends that
+    /// cannot tell, is `Transient`. Wrappers forward it.
+    fn classify_failure(&self, reason: &str) -> ErrorClass {
+        let _ = reason;
+        ErrorClass::Transient
+    }
 }

@@ -28,12 +28,14 @@ pub struct PoolView {
 impl PoolView {
     /// Executors online now (idle + busy).
     pub fn online_executors(&self) -> u32 {
-        self.idle_executors + self.busy_executors
+        self.idle_executors.saturating_add(self.busy_executors)
     }
 
     /// Executors that will be able to take a queued item without a new launch.
     pub fn prospective_executors(&self) -> u32 {
-        self.idle_executors + self.starting_executors + self.launching_executors
+        self.idle_executors
+            .saturating_add(self.starting_executors)
+            .saturating_add(self.launching_executors)
     }
 }
 

@@ -55,6 +55,11 @@ pub struct AgentTemplate {
     pub retention: RetentionPolicy,
     /// Most agents of this template alive at once (`None`: no per-template cap).
     pub instance_cap: Option<u32>,
+    /// Whether queued builds this template cannot take now (its cap, a label
+    /// or the global cap, launch backoff, an unreadable cloud) go to the next
+    /// template that can take them. Default true; false keeps them waiting for
+    /// this template.
+    pub spill: bool,
     /// Longest wait from launch until the cloud resource runs.
     pub launch_timeout: Duration,
     /// Longest wait from running until the agent connects to Jenkins.
@@ -77,6 +82,7 @@ impl AgentTemplate {
             environment: BTreeMap::new(),
             retention: RetentionPolicy::default(),
             instance_cap: None,
+            spill: true,
             launch_timeout: DEFAULT_LAUNCH_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             spec: serde_json::Value::Object(Default::default()),

@@ -92,6 +92,11 @@ pub struct TemplateConfig {
     /// Most agents of this template at once. Default: no cap.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub instance_cap: Setting<u32>,
+    /// Whether builds this template cannot take now go to the next template
+    /// that can take them ([`AgentTemplate::spill`](crate::AgentTemplate::spill)).
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Setting::is_inherit")]
+    pub spill: Setting<bool>,
     /// Idle agents kept warm. Default 0.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub min_idle: Setting<u32>,
@@ -148,6 +153,7 @@ impl TemplateConfig {
             one_shot,
             max_uses,
             instance_cap,
+            spill,
             min_idle,
             min_idle_windows,
             spec,
@@ -168,6 +174,7 @@ impl TemplateConfig {
             one_shot: one_shot.or_inherit(&parent.one_shot),
             max_uses: max_uses.or_inherit(&parent.max_uses),
             instance_cap: instance_cap.or_inherit(&parent.instance_cap),
+            spill: spill.or_inherit(&parent.spill),
             min_idle: min_idle.or_inherit(&parent.min_idle),
             min_idle_windows: min_idle_windows.or_inherit(&parent.min_idle_windows),
             spec: merge_spec(spec, &parent.spec),

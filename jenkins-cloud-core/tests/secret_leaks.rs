@@ -278,7 +278,10 @@ async fn no_token_or_agent_secret_in_logs_debug_errors_or_metrics() {
         .filter(|r| r.owner == owner)
         .map(|r| (r.instance.agent_name, r.secret))
         .collect();
-    assert!(secrets.len() >= 4, "agents were launched: {secrets:?}");
+    // Four builds, one launch refused: its build may run on an agent of the
+    // first three once that one is idle (the template launches again only
+    // after one of its agents connected).
+    assert!(secrets.len() >= 3, "agents were launched: {secrets:?}");
     for (name, secret) in &secrets {
         assert_eq!(secret.expose(), fake.secret_for(name), "{name}");
         assert_eq!(secret.expose().len(), 64);

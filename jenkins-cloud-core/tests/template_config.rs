@@ -35,6 +35,7 @@ fn full_parent() -> serde_json::Value {
         "one_shot": true,
         "max_uses": 1,
         "instance_cap": 10,
+        "spill": false,
         "min_idle": 2,
         "min_idle_windows": [{"window": "Mon-Fri 08:00-18:00", "count": 3}],
         "spec": {"cpu": 1024, "tags": {"team": "ci", "cost": "x"}}

@@ -32,7 +32,7 @@ use jenkins_cloud_core::backend::{
     TerminateOutcome,
 };
 use jenkins_cloud_core::jenkins::{Demand, JenkinsApi, JenkinsError, JenkinsNode, NodeSpec};
-use jenkins_cloud_core::{AgentTemplate, BackendError, Secret};
+use jenkins_cloud_core::{AgentTemplate, BackendError, ErrorClass, Secret};
 
 use crate::commands::CommandError;
 
@@ -168,6 +168,9 @@ impl Backend for CrashBackend {
     fn validate_template(&self, template: &AgentTemplate) -> Result<(), Vec<String>> {
         self.inner.validate_template(template)
     }
+    fn classify_failure(&self, reason: &str) -> ErrorClass {
+        self.inner.classify_failure(reason)
+    }
 
     async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {
         if self.point == CrashPoint::AfterNodeBeforeLaunch && !batch.agents.is_empty() {
@@ -247,6 +250,13 @@ impl JenkinsApi for CrashJenkins {
 
     async fn delete_node(&self, name: &str) -> Result<(), JenkinsError> {
         self.inner.delete_node(name).await
+    }
+    async fn report_template_problem(
+        &self,
+        template: &str,
+        problem: Option<&str>,
+    ) -> Result<(), JenkinsError> {
+        self.inner.report_template_problem(template, problem).await
     }
 }
 

@@ -172,9 +172,7 @@ async fn execute(cli: Cli) -> Result<(), String> {
         }
         Command::Plan { format } => {
             let mut setup = commands::setup(&config).await.map_err(|e| e.to_string())?;
-            let out = plan::plan(&mut setup.reconciler)
-                .await
-                .map_err(|e| e.to_string())?;
+            let out = plan::plan(&mut setup).await.map_err(|e| e.to_string())?;
             match format {
                 Format::Json => println!(
                     "{}",

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use axum::routing::get;
 use axum::Router;
 use jenkins_cloud_core::layer::{MetricsSnapshot, Op};
-use jenkins_cloud_core::reconcile::{Agent, PassReport};
+use jenkins_cloud_core::reconcile::{Agent, PassReport, TemplateHealth};
+use jenkins_cloud_core::ErrorClass;
 
 /// Counters and gauges of the daemon.
 #[derive(Debug, Default)]
@@ -35,6 +36,12 @@ struct Inner {
     online_latency: BTreeMap<String, Histogram>,
     /// Queue entry of the oldest build served → online, per template.
     provisioning_latency: BTreeMap<String, Histogram>,
+    /// Failed launches (refused, or died or timed out before a build), by template and class.
+    launch_failures: BTreeMap<(String, String), u64>,
+    /// Per template: (healthy, seconds of backoff left).
+    health: BTreeMap<String, (bool, u64)>,
+    /// Per cloud name: whether its last read succeeded.
+    cloud_read_ok: BTreeMap<String, bool>,
 }
 
 /// Upper bounds (seconds) of the launch → online histogram buckets.
@@ -150,6 +157,35 @@ impl Metrics {
         }
     }
 
+    /// Records each template's health, the failed launches so far, and per
+    /// cloud whether its last read succeeded.
+    pub fn record_health(
+        &self,
+        health: &[TemplateHealth],
+        failures: &BTreeMap<(String, ErrorClass), u64>,
+        clouds: &[(String, bool)],
+    ) {
+        let mut m = self.inner.lock().expect("metrics lock");
+        m.health = health
+            .iter()
+            .map(|h| {
+                let left = if h.cloud_unreadable.is_some() {
+                    0
+                } else {
+                    h.backoff_remaining_s.unwrap_or(0)
+                };
+                (h.template.clone(), (h.healthy, left))
+            })
+            .collect();
+        m.launch_failures = failures
+            .iter()
+            .map(|((t, c), n)| ((t.clone(), c.to_string()), *n))
+            .collect();
+        for (cloud, ok) in clouds {
+            m.cloud_read_ok.insert(cloud.clone(), *ok);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let m = self.inner.lock().expect("metrics lock");
@@ -198,6 +234,41 @@ impl Metrics {
                 "jenkins_cloud_step_failures_total{{step=\"{}\",class=\"{}\"}} {n}",
                 esc(step),
                 esc(class)
+            );
+        }
+        out.push_str("# HELP jenkins_cloud_template_launch_failures_total Failed launches (refused, or died or timed out before running a build) by template and error class.\n# TYPE jenkins_cloud_template_launch_failures_total counter\n");
+        for ((t, class), n) in &m.launch_failures {
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_template_launch_failures_total{{template=\"{}\",class=\"{}\"}} {n}",
+                esc(t),
+                esc(class)
+            );
+        }
+        out.push_str("# HELP jenkins_cloud_template_healthy Whether a template launches normally (1) or is failing or frozen (0).\n# TYPE jenkins_cloud_template_healthy gauge\n");
+        for (t, (healthy, _)) in &m.health {
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_template_healthy{{template=\"{}\"}} {}",
+                esc(t),
+                u8::from(*healthy)
+            );
+        }
+        out.push_str("# HELP jenkins_cloud_template_backoff_seconds Seconds until a failing template may launch again.\n# TYPE jenkins_cloud_template_backoff_seconds gauge\n");
+        for (t, (_, left)) in &m.health {
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_template_backoff_seconds{{template=\"{}\"}} {left}",
+                esc(t)
+            );
+        }
+        out.push_str("# HELP jenkins_cloud_cloud_read_ok Whether the last read of a cloud's resources succeeded (0: its templates are frozen).\n# TYPE jenkins_cloud_cloud_read_ok gauge\n");
+        for (c, ok) in &m.cloud_read_ok {
+            let _ = writeln!(
+                out,
+                "jenkins_cloud_cloud_read_ok{{cloud=\"{}\"}} {}",
+                esc(c),
+                u8::from(*ok)
             );
         }
         out.push_str("# HELP jenkins_cloud_passes_total Reconcile passes by outcome.\n# TYPE jenkins_cloud_passes_total counter\n");

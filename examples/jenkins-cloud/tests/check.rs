@@ -378,7 +378,7 @@ clouds:
         .unwrap();
     let jenkins = commands::open_jenkins(&config).unwrap();
     let mut setup = commands::setup_with(&config, jenkins, vec![backend.clone()]);
-    let planned = plan::plan(&mut setup.reconciler).await.unwrap();
+    let planned = plan::plan(&mut setup).await.unwrap();
     assert_eq!(planned.actions.len(), 1, "{planned:?}");
     let report = run::once(&mut setup, &Metrics::default()).await.unwrap();
     assert_eq!(report.act.launched.len(), 1, "{:?}", report.act);

@@ -47,7 +47,7 @@ async fn plan_shows_demand_and_launches_but_changes_nothing() {
     let mut setup =
         commands::setup_with(&config, jenkins, vec![backend.clone() as Arc<dyn Backend>]);
 
-    let out = plan::plan(&mut setup.reconciler).await.unwrap();
+    let out = plan::plan(&mut setup).await.unwrap();
     let json = serde_json::to_value(&out).unwrap();
     let linux = json["demand"]
         .as_array()

@@ -83,6 +83,7 @@ fn bench_plan(c: &mut Criterion) {
                 demand: &demand,
                 caps: &caps,
                 blocked_until: &blocked,
+                frozen: &Default::default(),
                 now: now + Duration::from_secs(30),
                 wall_secs: 1_795_996_800,
                 terminate_retry: Duration::from_secs(60),

@@ -235,6 +235,24 @@ pub trait JenkinsApi: Send + Sync + fmt::Debug {
 
     /// Deletes the node. `Ok` if it is already gone. Refuses nodes that are not ours.
     async fn delete_node(&self, name: &str) -> Result<(), JenkinsError>;
+
+    /// Shows a problem of `template` where people look while their builds wait,
+    /// or clears it (`problem: None`) once the template is healthy again.
+    ///
+    /// The HTTP client sets it as the offline cause of the template's status
+    /// node, `<owner>-<template>-placeholder` (in `why` mode the placeholder;
+    /// in script-console mode a node created while the problem lasts and
+    /// deleted when it is cleared). The loop calls it only when a template's
+    /// problem changes, and again after a failed call. The default does
+    /// nothing. Wrappers forward it.
+    async fn report_template_problem(
+        &self,
+        template: &str,
+        problem: Option<&str>,
+    ) -> Result<(), JenkinsError> {
+        let _ = (template, problem);
+        Ok(())
+    }
 }
 
 pub mod agent_name;

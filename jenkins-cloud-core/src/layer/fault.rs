@@ -408,6 +408,9 @@ impl<B: Backend + ?Sized> Backend for FaultBackend<B> {
     fn validate_template(&self, template: &AgentTemplate) -> Result<(), Vec<String>> {
         self.inner.validate_template(template)
     }
+    fn classify_failure(&self, reason: &str) -> ErrorClass {
+        self.inner.classify_failure(reason)
+    }
 
     async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {
         let plan = self.plan(Op::Launch, batch.agents.len(), true);

@@ -517,6 +517,13 @@ impl<J: JenkinsApi + ?Sized> JenkinsApi for FaultJenkins<J> {
         self.around(JenkinsOp::DeleteNode, self.inner.delete_node(name))
             .await
     }
+    async fn report_template_problem(
+        &self,
+        template: &str,
+        problem: Option<&str>,
+    ) -> Result<(), JenkinsError> {
+        self.inner.report_template_problem(template, problem).await
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::backend::{
     Backend, BackendError, Capabilities, CloudId, CloudInstance, LaunchBatch, LaunchOutcome,
     OwnerId, TerminateOutcome,
 };
+use crate::error::ErrorClass;
 use crate::template::AgentTemplate;
 
 /// What one token pays for.
@@ -255,6 +256,9 @@ impl<B: Backend + ?Sized> Backend for RateLimitBackend<B> {
 
     fn validate_template(&self, template: &AgentTemplate) -> Result<(), Vec<String>> {
         self.inner.validate_template(template)
+    }
+    fn classify_failure(&self, reason: &str) -> ErrorClass {
+        self.inner.classify_failure(reason)
     }
 
     async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {

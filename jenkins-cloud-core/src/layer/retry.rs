@@ -262,6 +262,9 @@ impl<B: Backend + ?Sized> Backend for RetryBackend<B> {
     fn validate_template(&self, template: &AgentTemplate) -> Result<(), Vec<String>> {
         self.inner.validate_template(template)
     }
+    fn classify_failure(&self, reason: &str) -> ErrorClass {
+        self.inner.classify_failure(reason)
+    }
 
     async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {
         let mut results: Vec<Option<Result<CloudId, BackendError>>> =

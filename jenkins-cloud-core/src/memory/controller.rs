@@ -162,6 +162,8 @@ pub(super) struct Controller {
     next_item: u64,
     sessions: BTreeMap<u64, Session>,
     next_session: u64,
+    /// Template problems shown by each owner: (owner, template) → text.
+    pub(super) problems: BTreeMap<(String, String), String>,
     build_numbers: BTreeMap<String, u64>,
     pub(super) refused: Vec<RefusedConnection>,
     pub(super) stats: JenkinsStats,
@@ -182,6 +184,7 @@ impl Controller {
             next_item: 1,
             sessions: BTreeMap::new(),
             next_session: 1,
+            problems: BTreeMap::new(),
             build_numbers: BTreeMap::new(),
             refused: Vec::new(),
             stats: JenkinsStats::default(),

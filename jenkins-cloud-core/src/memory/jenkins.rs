@@ -244,6 +244,15 @@ impl MemoryJenkins {
         c.nodes.get(name).is_some_and(Node::online)
     }
 
+    /// The problem this view's owner shows for `template`
+    /// ([`JenkinsApi::report_template_problem`]), if any.
+    pub fn template_problem(&self, template: &str) -> Option<String> {
+        self.lock()
+            .problems
+            .get(&(self.owner.as_str().to_owned(), template.to_owned()))
+            .cloned()
+    }
+
     /// Names of every node, ours or not.
     pub fn node_names(&self) -> Vec<String> {
         let (c, _) = self.now();
@@ -409,6 +418,20 @@ impl JenkinsApi for MemoryJenkins {
             }
         }
         c.assign(now);
+        Ok(())
+    }
+
+    async fn report_template_problem(
+        &self,
+        template: &str,
+        problem: Option<&str>,
+    ) -> Result<(), JenkinsError> {
+        let key = (self.owner.as_str().to_owned(), template.to_owned());
+        let mut c = self.lock();
+        match problem {
+            Some(text) => c.problems.insert(key, text.to_owned()),
+            None => c.problems.remove(&key),
+        };
         Ok(())
     }
 }

@@ -265,7 +265,6 @@ impl Reconciler {
     ) {
         match result {
             Ok(id) => {
-                self.backoff.succeeded(&template.name);
                 let Some(agent) = self.agents.get_mut(name) else {
                     return;
                 };
@@ -286,10 +285,7 @@ impl Reconciler {
                 });
             }
             Err(e) => {
-                let first = self.backoff.failed(&template.name, e.class(), now);
-                if first || e.class() != ErrorClass::Permanent {
-                    tracing::warn!(agent = name, template = %template.name, class = %e.class(), error = %e, "launch failed");
-                }
+                self.launch_failed(&template.name, e.class(), &e.to_string(), now);
                 report.errors.push(StepError {
                     step: "launch",
                     agent: Some(name.to_owned()),
@@ -299,6 +295,7 @@ impl Reconciler {
                 });
                 if let Some(agent) = self.agents.get_mut(name) {
                     agent.set_state(AgentState::Failed(e.to_string()), now);
+                    agent.failure_counted = true;
                 }
                 self.delete_node(name, "launch failed", now, report).await;
             }

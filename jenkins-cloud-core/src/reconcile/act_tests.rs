@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use mockall::{mock, Sequence};
 
 use super::*;
+use crate::backend::BackendError;
 use crate::backend::{
     AgentTransport, Capabilities, CloudId, CloudInstance, LaunchBatch, LaunchOutcome,
     TerminateOutcome,

@@ -1,9 +1,13 @@
 //! The reconcile loop: observe → plan → act, once per pass.
 //!
 //! * **observe** reads the queue, our Jenkins nodes and every backend's owned
-//!   resources, and folds them into the agent records ([`state::absorb`]). If any
-//!   of these reads fails, the pass stops there and changes nothing: acting on a
-//!   partial view could delete healthy agents.
+//!   resources, and folds them into the agent records ([`state::absorb`]). If
+//!   Jenkins cannot be read, the pass stops there and changes nothing. If one
+//!   backend cannot be read, only its templates are frozen for the pass (no
+//!   launch, no retirement: acting on a partial view could delete healthy
+//!   agents); the other backends are served as usual. Agents that die or time
+//!   out before running a build count as failed launches of their template
+//!   (backoff by error class, reset when one of its agents connects).
 //! * **plan** ([`plan::plan`]) is a pure function of the records, the demand, the
 //!   templates and the caps, returning [`Action`]s.
 //! * **act** carries them out in batches and reports what succeeded and failed.
@@ -15,10 +19,11 @@
 
 mod act;
 mod backoff;
+mod health;
 pub mod plan;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,11 +32,12 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 pub use act::{client_token, ActReport, Launched, StepError};
-pub use backoff::{Backoff, BackoffPolicy};
-pub use plan::{Action, Caps, Plan};
+pub use backoff::{Backoff, BackoffPolicy, Hold};
+pub use health::{CloudRead, TemplateHealth};
+pub use plan::{Action, Caps, Plan, Spilled};
 pub use state::{Agent, Observation};
 
-use crate::backend::{Backend, BackendError, CloudState, JenkinsEndpoint, OwnerId};
+use crate::backend::{Backend, CloudState, JenkinsEndpoint, OwnerId};
 use crate::jenkins::{Demand, JenkinsApi, JenkinsError};
 use crate::strategy::ProvisioningStrategy;
 use crate::template::AgentTemplate;
@@ -90,20 +96,15 @@ pub struct Pool {
 }
 
 /// Why a pass could not observe; nothing was changed.
+///
+/// Only Jenkins, the source of demand, stops a pass: a backend that cannot be
+/// read freezes its own templates and is reported by [`Reconciler::cloud_reads`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ObserveError {
     /// Jenkins could not be read.
     #[error("reading Jenkins failed: {0}")]
     Jenkins(#[from] JenkinsError),
-    /// A backend could not list its resources.
-    #[error("listing {backend} resources failed: {error}")]
-    Backend {
-        /// Backend kind.
-        backend: String,
-        /// The error.
-        error: BackendError,
-    },
 }
 
 /// What one pass saw, decided and did.
@@ -142,6 +143,12 @@ pub struct Reconciler {
     strategy: Box<dyn ProvisioningStrategy>,
     agents: BTreeMap<String, Agent>,
     backoff: Backoff,
+    /// Per backend (by index), the error of its last read.
+    cloud_errors: Vec<Option<String>>,
+    /// Templates whose backend could not be read in the last pass, with why.
+    frozen: BTreeMap<String, String>,
+    /// Per template, the problem last shown in Jenkins (without its countdown).
+    reported: BTreeMap<String, Option<String>>,
     clock: WallClock,
     rng: fastrand::Rng,
 }
@@ -189,6 +196,9 @@ impl Reconciler {
         };
         Self {
             backoff: Backoff::new(config.backoff.clone()),
+            cloud_errors: vec![None; backends.len()],
+            frozen: BTreeMap::new(),
+            reported: BTreeMap::new(),
             config,
             jenkins,
             templates: pools.into_iter().map(|p| p.template).collect(),
@@ -229,6 +239,11 @@ impl Reconciler {
     }
 
     /// Reads Jenkins and every backend and folds the result into the agent records.
+    ///
+    /// A backend that cannot be listed freezes only its own templates for this
+    /// pass (see [`Reconciler::cloud_reads`]): their agents keep their records,
+    /// and the plan neither launches nor retires any of them. Jenkins is the
+    /// source of demand: when it cannot be read, the pass stops here.
     pub async fn observe(&mut self) -> Result<Demand, ObserveError> {
         let now = Instant::now();
         let demand = self.jenkins.demand().await?;
@@ -240,16 +255,21 @@ impl Reconciler {
         for node in nodes {
             obs.nodes.insert(node.name.clone(), node);
         }
-        self.instance_backend.clear();
+        let previous_backend = std::mem::take(&mut self.instance_backend);
         let mut warm_pool = BTreeMap::new();
-        for (index, backend) in self.backends.iter().enumerate() {
-            let listed = backend
-                .list_owned()
-                .await
-                .map_err(|error| ObserveError::Backend {
-                    backend: backend.kind().to_owned(),
-                    error,
-                })?;
+        let mut failed: BTreeMap<usize, String> = BTreeMap::new();
+        for index in 0..self.backends.len() {
+            let listed = match self.backends[index].list_owned().await {
+                Ok(listed) => {
+                    self.note_cloud_read(index, None);
+                    listed
+                }
+                Err(error) => {
+                    self.note_cloud_read(index, Some(error.to_string()));
+                    failed.insert(index, error.to_string());
+                    continue;
+                }
+            };
             // Warm-pool members (stopped, assigned to no agent) are not agents.
             let (listed, pooled): (Vec<_>, Vec<_>) =
                 listed.into_iter().partition(|i| !i.agent_name.is_empty());
@@ -270,11 +290,68 @@ impl Reconciler {
                 }
             }
         }
+        self.frozen = self.frozen_templates(&failed, &previous_backend, &obs);
+        for (agent, index) in previous_backend {
+            if failed.contains_key(&index) {
+                self.instance_backend.entry(agent).or_insert(index);
+            }
+        }
+        for template in self.frozen.keys() {
+            if let Some(&n) = self.warm_pool.get(template) {
+                warm_pool.insert(template.clone(), n);
+            }
+        }
+        obs.frozen = self.frozen.keys().cloned().collect();
         self.warm_pool = warm_pool;
+        let unconnected: BTreeSet<String> = self
+            .agents
+            .values()
+            .filter(|a| !a.ever_connected)
+            .map(|a| a.name.clone())
+            .collect();
         state::absorb(&mut self.agents, &obs, now, self.config.orphan_grace);
+        self.account_failures(&unconnected, now);
         self.agents
             .retain(|_, a| a.state != crate::lifecycle::AgentState::Terminated);
         Ok(demand)
+    }
+
+    /// The templates to freeze this pass: those of a backend that could not be
+    /// read, and (while any could not) templates no longer configured whose
+    /// agents no readable backend reports, as their resource may be on it.
+    fn frozen_templates(
+        &self,
+        failed: &BTreeMap<usize, String>,
+        previous_backend: &BTreeMap<String, usize>,
+        obs: &Observation,
+    ) -> BTreeMap<String, String> {
+        let mut frozen = BTreeMap::new();
+        if failed.is_empty() {
+            return frozen;
+        }
+        for (template, index) in &self.template_backend {
+            if let Some(error) = failed.get(index) {
+                frozen.insert(template.clone(), error.clone());
+            }
+        }
+        let unconfigured = self
+            .agents
+            .values()
+            .map(|a| (&a.name, &a.template))
+            .chain(obs.nodes.values().map(|n| (&n.name, &n.marker.template)))
+            .filter(|(name, template)| {
+                !self.template_backend.contains_key(*template) && !obs.instances.contains_key(*name)
+            });
+        for (name, template) in unconfigured {
+            let error = match previous_backend.get(name) {
+                Some(index) => failed.get(index).cloned(),
+                None => failed.values().next().cloned(),
+            };
+            if let Some(error) = error {
+                frozen.entry(template.clone()).or_insert(error);
+            }
+        }
+        frozen
     }
 
     /// Plans for `demand` against the current records without acting.
@@ -287,6 +364,7 @@ impl Reconciler {
             demand,
             caps: &self.config.caps,
             blocked_until: &blocked,
+            frozen: &self.frozen,
             now,
             wall_secs: self.clock.now_ms(now) / 1000,
             terminate_retry: self.config.terminate_retry,
@@ -322,6 +400,7 @@ impl Reconciler {
         for e in &act.errors {
             tracing::warn!(step = e.step, agent = ?e.agent, class = %e.class, error = %e.message, "step failed");
         }
+        self.report_problems().await;
         Ok(PassReport { plan, act })
     }
 

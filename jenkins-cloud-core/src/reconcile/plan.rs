@@ -86,8 +86,24 @@ pub struct Plan {
     pub unmatched: Vec<u64>,
     /// Templates that wanted agents but are held back, with the reason.
     pub held_back: Vec<(String, String)>,
+    /// Queue items handed on to a later template because their first choice
+    /// could not take them now.
+    pub spilled: Vec<Spilled>,
     /// What to do, in order.
     pub actions: Vec<Action>,
+}
+
+/// A queue item that went to the next template able to take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Spilled {
+    /// Queue item id.
+    pub item: u64,
+    /// The template that could not take it now.
+    pub from: String,
+    /// The template it went to.
+    pub to: String,
+    /// Why `from` could not take it (cap, backoff, unreadable cloud).
+    pub reason: String,
 }
 
 /// Everything the plan step reads.
@@ -101,8 +117,12 @@ pub struct PlanInput<'a> {
     pub demand: &'a Demand,
     /// Caps.
     pub caps: &'a Caps,
-    /// Templates not allowed to launch until the given time (error backoff).
+    /// Templates in a launch-failure episode: not allowed to launch until the
+    /// given time, then one probe agent at a time until an agent connects.
     pub blocked_until: &'a BTreeMap<String, Instant>,
+    /// Templates whose backend could not be read this pass, with why: no
+    /// launch, and their agents are left exactly as they are.
+    pub frozen: &'a BTreeMap<String, String>,
     /// Time of the pass.
     pub now: Instant,
     /// Wall-clock time of the pass, seconds since the Unix epoch (for warm windows).
@@ -112,6 +132,12 @@ pub struct PlanInput<'a> {
 }
 
 /// Decides the actions of one pass. Pure but for the strategy's own state.
+///
+/// Each queue item goes to the first template (in configuration order) that can
+/// take it. When that template cannot take it now (its cap, a label cap, the
+/// global cap, launch backoff, or a backend that could not be read), the item
+/// spills to the next template that can take it, unless the template keeps its
+/// builds for itself ([`AgentTemplate::spill`] is false).
 pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> Plan {
     let mut out = Plan::default();
     let templates: BTreeMap<&str, &AgentTemplate> = input
@@ -119,10 +145,10 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
         .iter()
         .map(|t| (t.name.as_str(), t.as_ref()))
         .collect();
-    let (by_template, unmatched) = attribute_demand(input.templates, input.demand);
-    out.unmatched = unmatched;
+    let mut routing = attribute_demand(input.templates, input.demand);
+    out.unmatched = std::mem::take(&mut routing.unmatched);
 
-    let retiring = plan_retirement(input, &templates, &by_template, &mut out.actions);
+    let retiring = plan_retirement(input, &templates, &routing.takers, &mut out.actions);
 
     // Agents grouped by template once: every per-template step reads its group.
     let mut by_agent_template: HashMap<&str, Vec<&Agent>> = HashMap::new();
@@ -157,93 +183,81 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
         .collect();
     let no_agents = Vec::new();
 
-    for template in input.templates {
-        let items: &[u64] = by_template
-            .get(template.name.as_str())
-            .map_or(&[], Vec::as_slice);
+    for (index, template) in input.templates.iter().enumerate() {
+        let mut queued = std::mem::take(&mut routing.by_template[index]);
+        queued.sort_unstable();
+        let items: Vec<u64> = queued.iter().map(|&k| routing.items[k].0).collect();
         let group = by_agent_template
             .get(template.name.as_str())
             .unwrap_or(&no_agents);
         let view = pool_view(template, group, &retiring, items.len() as u32);
         let per = view.executors_per_agent;
+        let covered = (view.prospective_executors() as usize).min(items.len());
         let mut wanted = strategy.agents_to_launch(&template.name, &view, input.now);
         let warm = template.retention.min_idle_at(input.wall_secs);
         // Warm agents come on top of the demand; without any, the strategy alone decides.
         if warm > 0 {
-            let warm_need = (view.queued + warm * per).saturating_sub(view.prospective_executors());
+            let warm_need = view
+                .queued
+                .saturating_add(warm.saturating_mul(per))
+                .saturating_sub(view.prospective_executors());
             wanted = wanted.max(warm_need.div_ceil(per));
         }
-        if !items.is_empty() {
+        let (allowed, held) = if wanted == 0 {
+            (0, None)
+        } else {
+            let limits = Limits {
+                template,
+                group,
+                alive_total,
+                alive_per_label: &alive_per_label,
+            };
+            limits.allowed(input, wanted, &view, &mut out.held_back)
+        };
+        if allowed > 0 {
+            alive_total = alive_total.saturating_add(allowed);
+            for (i, (expr, _)) in input.caps.per_label.iter().enumerate() {
+                if expr.matches(&template.labels) {
+                    alive_per_label[i] = alive_per_label[i].saturating_add(allowed);
+                }
+            }
+        }
+        let served = covered.saturating_add((allowed as usize).saturating_mul(per as usize));
+        let mut kept = items.len();
+        if let (Some(reason), true) = (&held, template.spill) {
+            kept = served.min(items.len());
+            for &k in &queued[kept..] {
+                let next = routing.next_taker(k, index);
+                match next {
+                    Some(to) => {
+                        out.spilled.push(Spilled {
+                            item: routing.items[k].0,
+                            from: template.name.clone(),
+                            to: input.templates[to].name.clone(),
+                            reason: reason.clone(),
+                        });
+                        routing.by_template[to].push(k);
+                    }
+                    // No later template can take it: it stays here.
+                    None => routing.stay.push(k),
+                }
+            }
+        }
+        let mut stays: Vec<usize> = queued[..kept].to_vec();
+        stays.append(&mut routing.stay);
+        stays.sort_unstable();
+        if !stays.is_empty() {
             out.demand.push(TemplateDemand {
                 template: template.name.clone(),
-                items: items.to_vec(),
+                items: stays.iter().map(|&k| routing.items[k].0).collect(),
             });
-        }
-        if wanted == 0 {
-            continue;
-        }
-        if let Some(until) = input.blocked_until.get(&template.name) {
-            if *until > input.now {
-                out.held_back.push((
-                    template.name.clone(),
-                    "backing off after launch errors".into(),
-                ));
-                continue;
-            }
-        }
-        let alive_here = alive(group);
-        let mut allowed = wanted;
-        let mut limit = |cap: u32, alive: u32, what: String, out: &mut Plan| {
-            let room = cap.saturating_sub(alive);
-            if room < allowed {
-                allowed = room;
-                out.held_back.push((template.name.clone(), what));
-            }
-        };
-        if let Some(cap) = template.instance_cap {
-            limit(
-                cap,
-                alive_here,
-                format!("instance cap {cap} reached"),
-                &mut out,
-            );
-        }
-        if let Some(cap) = input.caps.global {
-            limit(
-                cap,
-                alive_total,
-                format!("global cap {cap} reached"),
-                &mut out,
-            );
-        }
-        let matching_caps: Vec<usize> = input
-            .caps
-            .per_label
-            .iter()
-            .enumerate()
-            .filter(|(_, (expr, _))| expr.matches(&template.labels))
-            .map(|(i, _)| i)
-            .collect();
-        for &i in &matching_caps {
-            let (expr, cap) = &input.caps.per_label[i];
-            limit(
-                *cap,
-                alive_per_label[i],
-                format!("cap {cap} for `{expr}` reached"),
-                &mut out,
-            );
         }
         if allowed == 0 {
             continue;
         }
-        alive_total += allowed;
-        for &i in &matching_caps {
-            alive_per_label[i] += allowed;
-        }
-        let covered = (view.prospective_executors() as usize).min(items.len());
         let serves: Vec<u64> = items[covered..]
             .iter()
-            .take((allowed * per) as usize)
+            .take((allowed as usize).saturating_mul(per as usize))
             .copied()
             .collect();
         out.actions.push(Action::Launch {
@@ -255,34 +269,144 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
     out
 }
 
-/// Attributes queue items to the first template (in order) that can take them.
-/// Label matching runs once per distinct requirement, not once per item.
-fn attribute_demand<'a>(
-    templates: &'a [Arc<AgentTemplate>],
-    demand: &Demand,
-) -> (BTreeMap<&'a str, Vec<u64>>, Vec<u64>) {
-    let mut items: Vec<_> = demand.items.iter().collect();
-    items.sort_by_key(|i| (i.in_queue_since_ms, i.id));
-    let mut by_template: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
-    let mut unmatched = Vec::new();
-    let mut target_of: HashMap<&Requirement, Option<&'a str>> = HashMap::new();
-    for item in items {
-        let target = *target_of.entry(&item.requirement).or_insert_with(|| {
-            templates
-                .iter()
-                .find(|t| match &item.requirement {
-                    Requirement::AnyNode => t.can_take(None),
-                    Requirement::Label(expr) => t.can_take(Some(expr)),
-                    Requirement::Template(name) => &t.name == name,
-                })
-                .map(|t| t.name.as_str())
-        });
-        match target {
-            Some(name) => by_template.entry(name).or_default().push(item.id),
-            None => unmatched.push(item.id),
+/// What limits one template's launches in this pass.
+struct Limits<'a, 'b> {
+    template: &'a AgentTemplate,
+    group: &'b [&'a Agent],
+    alive_total: u32,
+    alive_per_label: &'b [u32],
+}
+
+impl Limits<'_, '_> {
+    /// How many of `wanted` agents may launch, and why fewer (the first limit
+    /// that applied), pushing every limit that applied to `held_back`.
+    fn allowed(
+        &self,
+        input: &PlanInput<'_>,
+        wanted: u32,
+        view: &PoolView,
+        held_back: &mut Vec<(String, String)>,
+    ) -> (u32, Option<String>) {
+        let name = &self.template.name;
+        if let Some(why) = input.frozen.get(name) {
+            let reason = format!("its cloud cannot be read: {why}");
+            held_back.push((name.clone(), reason.clone()));
+            return (0, Some(reason));
+        }
+        let mut allowed = wanted;
+        let mut held = None;
+        let mut limit = |cap: u32, alive: u32, what: String| {
+            let room = cap.saturating_sub(alive);
+            if room < allowed {
+                allowed = room;
+                held_back.push((name.clone(), what.clone()));
+                held.get_or_insert(what);
+            }
+        };
+        if let Some(until) = input.blocked_until.get(name) {
+            if *until > input.now {
+                limit(0, 0, "backing off after launch failures".into());
+            } else {
+                // The backoff ran out but no agent has connected since the
+                // failures: one probe agent at a time.
+                let per = view.executors_per_agent.max(1);
+                let in_flight = (view.launching_executors + view.starting_executors).div_ceil(per);
+                limit(
+                    1,
+                    in_flight,
+                    "one probe agent at a time after launch failures".into(),
+                );
+            }
+        }
+        let alive_here = self
+            .group
+            .iter()
+            .filter(|a| a.state.counts_against_cap())
+            .count() as u32;
+        if let Some(cap) = self.template.instance_cap {
+            limit(cap, alive_here, format!("instance cap {cap} reached"));
+        }
+        if let Some(cap) = input.caps.global {
+            limit(cap, self.alive_total, format!("global cap {cap} reached"));
+        }
+        for (i, (expr, cap)) in input.caps.per_label.iter().enumerate() {
+            if expr.matches(&self.template.labels) {
+                limit(
+                    *cap,
+                    self.alive_per_label[i],
+                    format!("cap {cap} for `{expr}` reached"),
+                );
+            }
+        }
+        (allowed, held)
+    }
+}
+
+/// Queue items and where they may go.
+struct Routing {
+    /// Every item (id, and the templates that can take it, in order), oldest first.
+    items: Vec<(u64, Vec<usize>)>,
+    /// Per template (by index), the items attributed to it (indexes into `items`).
+    by_template: Vec<Vec<usize>>,
+    /// Scratch: spilled items no later template can take.
+    stay: Vec<usize>,
+    /// Per template name, whether any queued item could run on its agents.
+    takers: HashSet<String>,
+    /// Items no template can take.
+    unmatched: Vec<u64>,
+}
+
+impl Routing {
+    /// The next template after `from` that can take item `k`.
+    fn next_taker(&self, k: usize, from: usize) -> Option<usize> {
+        self.items[k].1.iter().copied().find(|&t| t > from)
+    }
+}
+
+/// Attributes queue items to the first template (in order) that can take
+/// them, and notes every other template that could. Duplicate queue ids count
+/// once. Label matching runs once per distinct requirement, not once per item.
+fn attribute_demand(templates: &[Arc<AgentTemplate>], demand: &Demand) -> Routing {
+    let mut queue: Vec<_> = demand.items.iter().collect();
+    queue.sort_by_key(|i| (i.in_queue_since_ms, i.id));
+    let mut seen = HashSet::new();
+    queue.retain(|i| seen.insert(i.id));
+    let mut routing = Routing {
+        items: Vec::with_capacity(queue.len()),
+        by_template: vec![Vec::new(); templates.len()],
+        stay: Vec::new(),
+        takers: HashSet::new(),
+        unmatched: Vec::new(),
+    };
+    let mut takers_of: HashMap<&Requirement, Vec<usize>> = HashMap::new();
+    for item in queue {
+        let takers = takers_of
+            .entry(&item.requirement)
+            .or_insert_with(|| {
+                templates
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| match &item.requirement {
+                        Requirement::AnyNode => t.can_take(None),
+                        Requirement::Label(expr) => t.can_take(Some(expr)),
+                        Requirement::Template(name) => &t.name == name,
+                    })
+                    .map(|(i, _)| i)
+                    .collect()
+            })
+            .clone();
+        match takers.first() {
+            Some(&first) => {
+                for &t in &takers {
+                    routing.takers.insert(templates[t].name.clone());
+                }
+                routing.by_template[first].push(routing.items.len());
+                routing.items.push((item.id, takers));
+            }
+            None => routing.unmatched.push(item.id),
         }
     }
-    (by_template, unmatched)
+    routing
 }
 
 fn pool_view(
@@ -302,12 +426,16 @@ fn pool_view(
         }
         let executors = agent.executors.max(1);
         match agent.state {
-            AgentState::Requested | AgentState::Launching => view.launching_executors += executors,
-            AgentState::Starting => view.starting_executors += executors,
+            AgentState::Requested | AgentState::Launching => {
+                view.launching_executors = view.launching_executors.saturating_add(executors)
+            }
+            AgentState::Starting => {
+                view.starting_executors = view.starting_executors.saturating_add(executors)
+            }
             AgentState::Idle | AgentState::Busy => {
                 let busy = agent.busy_executors.min(executors);
-                view.busy_executors += busy;
-                view.idle_executors += executors - busy;
+                view.busy_executors = view.busy_executors.saturating_add(busy);
+                view.idle_executors = view.idle_executors.saturating_add(executors - busy);
             }
             _ => {}
         }
@@ -332,7 +460,7 @@ fn usage(agent: &Agent, now: Instant) -> AgentUsage {
 fn plan_retirement(
     input: &PlanInput<'_>,
     templates: &BTreeMap<&str, &AgentTemplate>,
-    demand: &BTreeMap<&str, Vec<u64>>,
+    takers: &HashSet<String>,
     actions: &mut Vec<Action>,
 ) -> HashSet<String> {
     let now = input.now;
@@ -359,6 +487,10 @@ fn plan_retirement(
     }
 
     for agent in input.agents.values() {
+        if input.frozen.contains_key(&agent.template) {
+            // Its backend could not be read: never act on a partial view.
+            continue;
+        }
         let Some(template) = templates.get(agent.template.as_str()) else {
             // Its template was removed from the configuration: drain, then retire.
             let reason = "template no longer configured";
@@ -398,9 +530,8 @@ fn plan_retirement(
             AgentState::Starting => None,
             AgentState::Idle | AgentState::Busy => {
                 let u = usage(agent, now);
-                let has_demand = demand
-                    .get(agent.template.as_str())
-                    .is_some_and(|d| !d.is_empty());
+                // Jenkins gives a queued build to any idle agent that matches.
+                let has_demand = takers.contains(&agent.template);
                 let reason = template.retention.stop_accepting(&u).or_else(|| {
                     if has_demand {
                         None
@@ -426,6 +557,18 @@ fn plan_retirement(
                 (!agent.draining).then(|| Action::Drain {
                     agent: agent.name.clone(),
                     reason: "jenkins-cloud: agent failed; finishing its build".into(),
+                })
+            }
+            // Its resource runs and its node exists (a launch reported as
+            // failed whose resource came up anyway, an agent that timed out):
+            // its agent may connect and be handed a build at any moment, so
+            // take the node out of service before stopping the resource.
+            AgentState::Failed(_)
+                if !agent.draining && !agent.cloud_gone() && agent.node_exists =>
+            {
+                Some(Action::Drain {
+                    agent: agent.name.clone(),
+                    reason: "jenkins-cloud: agent failed; taking no new builds".into(),
                 })
             }
             AgentState::Failed(reason) => terminate_now(format!("failed: {reason}")),

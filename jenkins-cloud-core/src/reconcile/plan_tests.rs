@@ -13,6 +13,7 @@ struct World {
     demand: Demand,
     caps: Caps,
     blocked: BTreeMap<String, Instant>,
+    frozen: BTreeMap<String, String>,
     now: Instant,
 }
 
@@ -24,6 +25,7 @@ impl World {
             demand: Demand::default(),
             caps: Caps::default(),
             blocked: BTreeMap::new(),
+            frozen: BTreeMap::new(),
             now: Instant::now(),
         }
     }
@@ -72,6 +74,7 @@ impl World {
             demand: &self.demand,
             caps: &self.caps,
             blocked_until: &self.blocked,
+            frozen: &self.frozen,
             now: self.now + after,
             wall_secs: 1_795_996_800, // a Monday, 00:00 UTC
             terminate_retry: Duration::from_secs(60),
@@ -339,11 +342,12 @@ async fn blocked_templates_are_held_back() {
     assert!(launches(&plan).is_empty());
     assert_eq!(
         plan.held_back,
-        vec![("linux".into(), "backing off after launch errors".into())]
+        vec![("linux".into(), "backing off after launch failures".into())]
     );
     assert_eq!(
         launches(&w.plan_at(Duration::from_secs(30))),
-        vec![("linux".into(), 3, 3)]
+        vec![("linux".into(), 1, 1)],
+        "after the backoff, one probe agent until one connects"
     );
 }
 
@@ -400,6 +404,7 @@ fn without_warm_agents_the_strategy_alone_decides() {
         demand: &w.demand,
         caps: &w.caps,
         blocked_until: &w.blocked,
+        frozen: &Default::default(),
         now: w.now,
         wall_secs: 1_795_996_800,
         terminate_retry: Duration::from_secs(60),
@@ -426,3 +431,6 @@ fn without_warm_agents_the_strategy_alone_decides() {
         "one warm agent on top of the queue"
     );
 }
+
+#[path = "plan_routing_tests.rs"]
+mod routing;

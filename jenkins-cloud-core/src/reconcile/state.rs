@@ -54,6 +54,9 @@ pub struct Agent {
     /// Since when a once-connected agent has been disconnected while its cloud
     /// resource runs (it may reconnect: WebSocket agents retry by themselves).
     pub disconnected_since: Option<Instant>,
+    /// Whether its failure was already counted against its template's launch
+    /// backoff (each agent counts once).
+    pub failure_counted: bool,
 }
 
 impl Agent {
@@ -77,6 +80,7 @@ impl Agent {
             serving: Vec::new(),
             queued_since: None,
             disconnected_since: None,
+            failure_counted: false,
         }
     }
 
@@ -122,6 +126,10 @@ pub struct Observation {
     pub instances: BTreeMap<String, CloudInstance>,
     /// Wall-clock time of the pass, milliseconds since the Unix epoch.
     pub wall_ms: u64,
+    /// Templates whose backend could not be listed this pass: their agents
+    /// keep their records unchanged (their resources are simply unknown), and
+    /// nodes of theirs found without a record are adopted but not judged.
+    pub frozen: BTreeSet<String>,
 }
 
 /// Folds an observation into the agent records: adopts agents found after a
@@ -137,6 +145,9 @@ pub fn absorb(
 ) {
     adopt_unknown(agents, obs, now);
     for agent in agents.values_mut() {
+        if obs.frozen.contains(&agent.template) {
+            continue;
+        }
         let node = obs.nodes.get(&agent.name);
         let instance = obs.instances.get(&agent.name);
         agent.node_exists = node.is_some();

@@ -192,6 +192,7 @@ impl TemplateConfig {
         }
 
         let instance_cap = self.instance_cap.get().copied();
+        let spill = self.spill.get().copied().unwrap_or(true);
         let min_idle = value(&self.min_idle, defaults.min_idle);
         let min_idle_windows = value(&self.min_idle_windows, defaults.min_idle_windows);
         if let Some(cap) = instance_cap {
@@ -260,6 +261,7 @@ impl TemplateConfig {
                 min_idle_windows,
             },
             instance_cap,
+            spill,
             launch_timeout,
             connect_timeout,
             spec,

@@ -12,7 +12,7 @@ use jenkins_cloud_core::backend::{
     OwnerId, TerminateOutcome,
 };
 use jenkins_cloud_core::jenkins::{Demand, JenkinsApi, JenkinsError, JenkinsNode, NodeSpec};
-use jenkins_cloud_core::{AgentTemplate, Secret};
+use jenkins_cloud_core::{AgentTemplate, ErrorClass, Secret};
 
 /// The pause before each call.
 pub const TICK: Duration = Duration::from_millis(1);
@@ -38,6 +38,9 @@ impl<B: Backend + ?Sized> Backend for Ticks<B> {
     }
     fn validate_template(&self, t: &AgentTemplate) -> Result<(), Vec<String>> {
         self.0.validate_template(t)
+    }
+    fn classify_failure(&self, reason: &str) -> ErrorClass {
+        self.0.classify_failure(reason)
     }
     async fn launch(&self, batch: LaunchBatch<'_>) -> Vec<LaunchOutcome> {
         tick().await;
@@ -85,5 +88,13 @@ impl<J: JenkinsApi + ?Sized> JenkinsApi for Ticks<J> {
     async fn delete_node(&self, name: &str) -> Result<(), JenkinsError> {
         tick().await;
         self.0.delete_node(name).await
+    }
+    async fn report_template_problem(
+        &self,
+        template: &str,
+        problem: Option<&str>,
+    ) -> Result<(), JenkinsError> {
+        tick().await;
+        self.0.report_template_problem(template, problem).await
     }
 }

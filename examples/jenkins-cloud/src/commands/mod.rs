@@ -17,6 +17,7 @@ pub mod plan;
 pub mod run;
 pub mod simulate;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jenkins_cloud_core::backend::Backend;
@@ -50,12 +51,29 @@ pub struct Setup {
     /// The EC2 backends among them, unwrapped (for [`run::prune_pools`]);
     /// empty when the backends were given to [`setup_with`].
     pub ec2: Vec<Arc<Ec2Backend>>,
+    /// The cloud (by name) of each template.
+    pub template_cloud: BTreeMap<String, String>,
 }
 
 impl Setup {
     /// Current call counters of every backend.
     pub fn cloud_metrics(&self) -> Vec<MetricsSnapshot> {
         self.metered.iter().map(|m| m.snapshot()).collect()
+    }
+
+    /// Per cloud with templates (by name): the error of its last read, if it failed.
+    pub fn cloud_reads(&self) -> Vec<(String, Option<String>)> {
+        self.reconciler
+            .cloud_reads()
+            .into_iter()
+            .filter_map(|read| {
+                let cloud = read
+                    .templates
+                    .first()
+                    .and_then(|t| self.template_cloud.get(t))?;
+                Some((cloud.clone(), read.error))
+            })
+            .collect()
     }
 }
 
@@ -173,10 +191,15 @@ pub fn setup_with(
         pools,
         strategy(config.strategy),
     );
+    let template_cloud = config
+        .templates()
+        .map(|(i, t)| (t.name.clone(), config.clouds[i].name.clone()))
+        .collect();
     Setup {
         reconciler,
         metered,
         ec2: Vec::new(),
+        template_cloud,
     }
 }
 

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 
 use jenkins_cloud_core::jenkins::{Demand, Requirement};
-use jenkins_cloud_core::reconcile::{Action, Plan, Reconciler};
+use jenkins_cloud_core::reconcile::{Action, Plan, Spilled, TemplateHealth};
 use serde::Serialize;
 
-use super::CommandError;
+use super::{CommandError, Setup};
 
 /// Demand for one label (or for any node: `label` is `null`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -60,19 +60,40 @@ pub struct PlanOutput {
     pub agents: Vec<AgentRow>,
     /// Every action the loop would take.
     pub actions: Vec<Action>,
+    /// Templates that wanted agents but are held back: (template, why).
+    pub held_back: Vec<(String, String)>,
+    /// Queue items handed to a later template, and why.
+    pub spilled: Vec<Spilled>,
+    /// Each template's health: failures, backoff, last reason.
+    pub health: Vec<TemplateHealth>,
+    /// Per cloud, whether its resources could be read.
+    pub clouds: Vec<CloudRow>,
+}
+
+/// Whether one cloud could be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CloudRow {
+    /// Cloud name.
+    pub cloud: String,
+    /// Whether its resources were listed.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
 }
 
 /// Observes and plans without acting.
-pub async fn plan(reconciler: &mut Reconciler) -> Result<PlanOutput, CommandError> {
-    let demand = reconciler
+pub async fn plan(setup: &mut Setup) -> Result<PlanOutput, CommandError> {
+    let demand = setup
+        .reconciler
         .observe()
         .await
         .map_err(|e| CommandError(format!("could not observe: {e}")))?;
-    let plan = reconciler.plan(&demand);
-    Ok(output(&demand, &plan, reconciler))
+    let plan = setup.reconciler.plan(&demand);
+    Ok(output(&demand, &plan, setup))
 }
 
-fn output(demand: &Demand, plan: &Plan, reconciler: &Reconciler) -> PlanOutput {
+fn output(demand: &Demand, plan: &Plan, setup: &Setup) -> PlanOutput {
+    let reconciler = &setup.reconciler;
     let mut by_label: BTreeMap<Option<String>, Vec<u64>> = BTreeMap::new();
     for item in &demand.items {
         let label = match &item.requirement {
@@ -113,6 +134,18 @@ fn output(demand: &Demand, plan: &Plan, reconciler: &Reconciler) -> PlanOutput {
             })
             .collect(),
         actions: plan.actions.clone(),
+        held_back: plan.held_back.clone(),
+        spilled: plan.spilled.clone(),
+        health: reconciler.health(),
+        clouds: setup
+            .cloud_reads()
+            .into_iter()
+            .map(|(cloud, error)| CloudRow {
+                cloud,
+                ok: error.is_none(),
+                error,
+            })
+            .collect(),
     }
 }
 
@@ -143,6 +176,46 @@ pub fn render_text(p: &PlanOutput) -> String {
         out.push_str(&format!(
             "  {} [{}] {} {}/{} busy\n",
             a.name, a.template, a.state, a.busy_executors, a.executors
+        ));
+    }
+    for c in p.clouds.iter().filter(|c| !c.ok) {
+        out.push_str(&format!(
+            "Cloud `{}` cannot be read (its templates are frozen): {}\n",
+            c.cloud,
+            c.error.as_deref().unwrap_or("")
+        ));
+    }
+    let failing: Vec<&TemplateHealth> = p.health.iter().filter(|h| !h.healthy).collect();
+    if !failing.is_empty() {
+        out.push_str("Failing templates:\n");
+    }
+    for h in failing {
+        if let Some(why) = &h.cloud_unreadable {
+            out.push_str(&format!("  {}: cloud cannot be read: {why}\n", h.template));
+            continue;
+        }
+        let wait = match h.backoff_remaining_s {
+            Some(0) | None => "probing with one agent".to_owned(),
+            Some(s) => format!("backing off {s}s more"),
+        };
+        out.push_str(&format!(
+            "  {}: {} failed launch(es), {}; {wait}; last: {}\n",
+            h.template,
+            h.failures,
+            h.class.map_or("unknown".into(), |c| c.to_string()),
+            h.reason.as_deref().unwrap_or("")
+        ));
+    }
+    if !p.held_back.is_empty() {
+        out.push_str("Held back:\n");
+    }
+    for (t, why) in &p.held_back {
+        out.push_str(&format!("  {t}: {why}\n"));
+    }
+    for s in &p.spilled {
+        out.push_str(&format!(
+            "  queue item {} spilled from {} to {}: {}\n",
+            s.item, s.from, s.to, s.reason
         ));
     }
     out.push_str("Actions:\n");

@@ -69,6 +69,16 @@ pub async fn once(setup: &mut Setup, metrics: &Metrics) -> Result<PassReport, Co
     let cloud = setup.cloud_metrics();
     metrics.record_pass(result.as_ref().ok(), setup.reconciler.agents(), cloud);
     metrics.record_warm_pool(setup.reconciler.warm_pool());
+    let clouds: Vec<(String, bool)> = setup
+        .cloud_reads()
+        .into_iter()
+        .map(|(cloud, error)| (cloud, error.is_none()))
+        .collect();
+    metrics.record_health(
+        &setup.reconciler.health(),
+        setup.reconciler.failure_totals(),
+        &clouds,
+    );
     result.map_err(|e| CommandError(format!("pass failed, nothing changed: {e}")))
 }
 

@@ -336,6 +336,14 @@ impl JenkinsApi for JenkinsClient {
     async fn delete_node(&self, name: &str) -> Result<(), JenkinsError> {
         nodes::delete(self, name).await
     }
+
+    async fn report_template_problem(
+        &self,
+        template: &str,
+        problem: Option<&str>,
+    ) -> Result<(), JenkinsError> {
+        self.report_problem(template, problem).await
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::errors::{excerpt, Endpoint};
 use super::http::Body;
-use super::JenkinsClient;
+use super::{DemandMode, JenkinsClient, PlaceholderTemplate};
 use crate::backend::OwnerId;
 use crate::jenkins::agent_name::check_good_name;
 use crate::jenkins::{JenkinsError, JenkinsNode, NodeMarker, NodeSpec};
@@ -407,19 +407,7 @@ impl JenkinsClient {
         let mut report = PlaceholderReport::default();
         for t in &self.templates {
             let name = placeholder_name(&self.owner, &t.name);
-            let spec = NodeSpec {
-                name: name.clone(),
-                marker: NodeMarker {
-                    owner: self.owner.clone(),
-                    template: t.name.clone(),
-                    created_at_ms: 0,
-                },
-                labels: t.labels.clone(),
-                executors: 1,
-                remote_fs: "/nonexistent/jenkins-cloud-placeholder".into(),
-                mode: NodeMode::Exclusive,
-                web_socket: true,
-            };
+            let spec = self.placeholder_spec(t);
             match self.computer(&name).await {
                 Err(JenkinsError::NotFound { .. }) => {
                     create(self, &spec).await?;
@@ -449,6 +437,77 @@ impl JenkinsClient {
             }
         }
         Ok(report)
+    }
+
+    fn placeholder_spec(&self, t: &PlaceholderTemplate) -> NodeSpec {
+        NodeSpec {
+            name: placeholder_name(&self.owner, &t.name),
+            marker: NodeMarker {
+                owner: self.owner.clone(),
+                template: t.name.clone(),
+                created_at_ms: 0,
+            },
+            labels: t.labels.clone(),
+            executors: 1,
+            remote_fs: "/nonexistent/jenkins-cloud-placeholder".into(),
+            mode: NodeMode::Exclusive,
+            web_socket: true,
+        }
+    }
+
+    /// Shows `problem` as the offline cause of the template's status node (its
+    /// placeholder), creating the node if needed; `None` clears it: in `why`
+    /// mode the placeholder is brought back online-able (it stays, it names
+    /// the label), otherwise the status node is deleted. A template this
+    /// client does not know has no status node: `Ok`.
+    pub(super) async fn report_problem(
+        &self,
+        template: &str,
+        problem: Option<&str>,
+    ) -> Result<(), JenkinsError> {
+        let Some(t) = self.templates.iter().find(|t| t.name == template) else {
+            return Ok(());
+        };
+        let name = placeholder_name(&self.owner, template);
+        let current = match self.computer(&name).await {
+            Ok(c) if marker_of(&c).is_some_and(|m| m.owner == self.owner) => Some(c),
+            Ok(_) => return Err(JenkinsError::NotOwned { name }),
+            Err(JenkinsError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let why_mode = self.effective_demand_mode() == DemandMode::WhyParsing;
+        let what = format!("status node `{name}`");
+        match (problem, current) {
+            (Some(text), current) => {
+                if current.is_none() {
+                    create(self, &self.placeholder_spec(t)).await?;
+                }
+                let url = self
+                    .http
+                    .url(&["computer", &name, "changeOfflineCause"], &[]);
+                self.http
+                    .send(
+                        Endpoint::Drain,
+                        Method::POST,
+                        url,
+                        Body::Form(&[("offlineMessage", text)]),
+                        &what,
+                    )
+                    .await?;
+                Ok(())
+            }
+            (None, None) => Ok(()),
+            (None, Some(c)) if why_mode => {
+                if c.temporarily_offline {
+                    let url = self.http.url(&["computer", &name, "toggleOffline"], &[]);
+                    self.http
+                        .send(Endpoint::Drain, Method::POST, url, Body::None, &what)
+                        .await?;
+                }
+                Ok(())
+            }
+            (None, Some(_)) => delete_unchecked(self, &name).await,
+        }
     }
 
     /// Deletes every placeholder of this client's templates that exists and
