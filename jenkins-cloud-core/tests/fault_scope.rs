@@ -129,6 +129,10 @@ async fn a_template_whose_agents_die_before_connecting_backs_off_and_says_why() 
         launch_times.len() <= 4 + 10,
         "an hour of a broken image costs a handful of launches, not one per pass: {launch_times:?}"
     );
+    println!(
+        "broken image, 4 builds, 1 h: {} launches at {launch_times:?}",
+        launch_times.len()
+    );
     let health = r.health();
     assert!(!health[0].healthy);
     assert!(health[0]

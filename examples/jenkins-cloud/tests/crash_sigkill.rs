@@ -52,6 +52,8 @@ async fn one_run(point: CrashPoint, index: usize) -> Result<Figures, String> {
             global_cap: CAP as u32,
             build_duration: Duration::from_millis(300),
             template_env: &[],
+            template_settings: &[],
+            extra_clouds: "",
         })
         .await,
     );
@@ -218,6 +220,8 @@ async fn an_unknown_crash_point_is_refused_at_start() {
         global_cap: 1,
         build_duration: Duration::from_millis(300),
         template_env: &[],
+        template_settings: &[],
+        extra_clouds: "",
     })
     .await;
     world.fake.queue_freestyle("job", "linux");

@@ -21,6 +21,8 @@ async fn a_burst_on_two_labels_is_served_and_retired() {
             global_cap: 10,
             build_duration: Duration::from_millis(500),
             template_env: &[("MAVEN_OPTS", "-Xmx1g")],
+            template_settings: &[],
+            extra_clouds: "",
         })
         .await,
     );
@@ -143,6 +145,8 @@ async fn plan_changes_nothing_and_run_once_does_what_it_said() {
         global_cap: 10,
         build_duration: Duration::from_millis(500),
         template_env: &[],
+        template_settings: &[],
+        extra_clouds: "",
     })
     .await;
     let a = world.fake.queue_freestyle("a", "linux");

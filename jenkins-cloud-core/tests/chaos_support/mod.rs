@@ -53,6 +53,8 @@ pub struct Figures {
     pub jenkins_down: u64,
     pub retries: u64,
     pub passes_skipped: u64,
+    /// Passes in which the backend could not be read, its templates frozen.
+    pub frozen_passes: u64,
     /// Runs in which a cap was reached at some pass.
     pub runs_at_cap: u64,
     /// Second builds on one-shot agents the loop could not see or drain in time.
@@ -81,6 +83,7 @@ impl AddAssign for Figures {
         self.jenkins_down += o.jenkins_down;
         self.retries += o.retries;
         self.passes_skipped += o.passes_skipped;
+        self.frozen_passes += o.frozen_passes;
         self.runs_at_cap += o.runs_at_cap;
         self.oneshot_reused += o.oneshot_reused;
         self.simulated += o.simulated;
@@ -169,6 +172,10 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
                 Ok(Err(_)) => troubled_pass = true,
             }
         } else {
+            let before: BTreeMap<String, String> = r
+                .agents()
+                .map(|a| (a.name.clone(), a.template.clone()))
+                .collect();
             let result = r.run_once().await;
             if verbose() {
                 eprintln!(
@@ -185,6 +192,8 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
                 Ok(report) => {
                     completed = true;
                     troubled_pass |= !report.act.errors.is_empty();
+                    fig.frozen_passes += check_frozen_untouched(&r, &report, &before)
+                        .map_err(|e| format!("faulty phase: {e}"))?;
                 }
             }
         }
@@ -271,6 +280,51 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
     fig.simulated = start.elapsed();
     check_launch_bound(&w, &fig)?;
     Ok(fig)
+}
+
+/// A pass that could not read the backend froze its templates: it launched,
+/// drained and terminated nothing of theirs. `before` maps the agents known
+/// before the pass to their templates. Returns 1 when the pass froze any.
+fn check_frozen_untouched(
+    r: &Reconciler,
+    report: &PassReport,
+    before: &BTreeMap<String, String>,
+) -> Result<u64, String> {
+    let frozen: BTreeSet<String> = r
+        .health()
+        .into_iter()
+        .filter(|h| h.cloud_unreadable.is_some())
+        .map(|h| h.template)
+        .collect();
+    if frozen.is_empty() {
+        return Ok(0);
+    }
+    let template_of = |agent: &String| {
+        before
+            .get(agent)
+            .cloned()
+            .or_else(|| {
+                r.agents()
+                    .find(|a| &a.name == agent)
+                    .map(|a| a.template.clone())
+            })
+            .unwrap_or_default()
+    };
+    for l in &report.act.launched {
+        if frozen.contains(&l.template) {
+            return Err(format!(
+                "launched {} of frozen template {}",
+                l.agent, l.template
+            ));
+        }
+    }
+    for agent in report.act.drained.iter().chain(&report.act.terminated) {
+        let template = template_of(agent);
+        if frozen.contains(&template) {
+            return Err(format!("acted on {agent} of frozen template {template}"));
+        }
+    }
+    Ok(1)
 }
 
 /// `CHAOS_VERBOSE=1` prints every pass of the faulty phase (for replays).

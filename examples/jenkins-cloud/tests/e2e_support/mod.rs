@@ -182,6 +182,10 @@ pub struct WorldSpec<'a> {
     pub build_duration: Duration,
     /// Extra environment given to every template.
     pub template_env: &'a [(&'a str, &'a str)],
+    /// Extra YAML settings of one template: (template name, `key: value`).
+    pub template_settings: &'a [(&'a str, &'a str)],
+    /// Further clouds, as YAML list items (indented two spaces).
+    pub extra_clouds: &'a str,
 }
 
 impl World {
@@ -208,6 +212,11 @@ impl World {
             templates.push_str(&format!(
                 "      - name: {name}\n        labels: \"{labels}\"\n        idle_timeout: 1s\n        spec: {{cpu: 512, memory: 1024}}\n"
             ));
+            for (t, setting) in spec.template_settings {
+                if t == name {
+                    templates.push_str(&format!("        {setting}\n"));
+                }
+            }
             if !spec.template_env.is_empty() {
                 templates.push_str("        environment:\n");
                 for (k, v) in spec.template_env {
@@ -233,7 +242,8 @@ clouds:
       security_groups: [{sg}]
       tags: {{team: e2e}}
     templates:
-{templates}"#,
+{templates}{extra_clouds}"#,
+            extra_clouds = spec.extra_clouds,
             url = fake.url(),
             cap = spec.global_cap,
             subnet = net.subnet,
