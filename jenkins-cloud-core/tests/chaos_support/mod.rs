@@ -55,6 +55,10 @@ pub struct Figures {
     pub passes_skipped: u64,
     /// Passes in which the backend could not be read, its templates frozen.
     pub frozen_passes: u64,
+    /// `broken` resources failed before connecting.
+    pub broken_failures: u64,
+    /// Runs with a `broken` template.
+    pub broken_runs: u64,
     /// Runs in which a cap was reached at some pass.
     pub runs_at_cap: u64,
     /// Second builds on one-shot agents the loop could not see or drain in time.
@@ -84,6 +88,8 @@ impl AddAssign for Figures {
         self.retries += o.retries;
         self.passes_skipped += o.passes_skipped;
         self.frozen_passes += o.frozen_passes;
+        self.broken_failures += o.broken_failures;
+        self.broken_runs += o.broken_runs;
         self.runs_at_cap += o.runs_at_cap;
         self.oneshot_reused += o.oneshot_reused;
         self.simulated += o.simulated;
@@ -130,6 +136,7 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
     let mut at_cap = false;
     let mut next_build = 0;
     let mut r = w.faulty_reconciler();
+    let mut life_broken = 0;
     // Passes that could not see or act fully (skipped, killed, restarted, or a
     // step failed), as (start, end).
     let mut troubled: Vec<(Instant, Instant)> = Vec::new();
@@ -200,6 +207,18 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
         if troubled_pass {
             troubled.push((pass_start, Instant::now()));
         }
+        let failed = w.fail_broken();
+        fig.broken_failures += failed;
+        life_broken += failed;
+        // One life of the program: its first try for each build, then one
+        // probe per backoff period (5 s doubling to 5 min over ≤ 40 min: at
+        // most 9 + 8), plus launches in flight when it started.
+        if life_broken > 2 * w.broken_items + 20 {
+            return Err(format!(
+                "faulty phase: {life_broken} launches of a template whose every resource dies before connecting, in one life of the program, for {} builds",
+                w.broken_items
+            ));
+        }
         check_instant(&w, &mut at_cap).map_err(|e| format!("faulty phase: {e}"))?;
         if completed {
             pool::check_records(&w, &r).map_err(|e| format!("faulty phase: {e}"))?;
@@ -208,6 +227,7 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
             fig.restarts += 1;
             drop(r);
             r = w.faulty_reconciler();
+            life_broken = 0;
         }
         tokio::time::sleep(POLL).await;
     }
@@ -253,6 +273,7 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
     let stats = w.memory.stats();
     fig.launched = stats.launched;
     fig.pool_runs = u64::from(w.warm_pool.is_some());
+    fig.broken_runs = u64::from(w.broken_items > 0);
     fig.pool_restarts = stats.restarted;
     fig.pool_stops = stats.pooled;
     if w.warm_pool.is_none() && (stats.restarted, stats.pooled) != (0, 0) {
@@ -510,7 +531,7 @@ fn check_launch_bound(w: &World, fig: &Figures) -> Result<(), String> {
         .faults
         .counts()
         .get(jenkins_cloud_core::layer::Op::Launch, FaultKind::Timeout);
-    let bound = items + fig.interruptions + lost_answers;
+    let bound = items + fig.interruptions + fig.broken_failures + lost_answers;
     let launches = fig.launched + fig.pool_restarts;
     if launches > bound {
         return Err(format!(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jenkins_cloud_core::backend::{
-    AgentLaunch, AgentTransport, Backend, JenkinsEndpoint, LaunchBatch, OwnerId,
+    AgentLaunch, AgentTransport, Backend, CloudState, JenkinsEndpoint, LaunchBatch, OwnerId,
 };
 use jenkins_cloud_core::jenkins::{JenkinsApi, NodeMarker, NodeSpec};
 use jenkins_cloud_core::label::{LabelExpr, LabelSet};
@@ -69,6 +69,10 @@ pub struct World {
     /// The backend's warm pool, in about a third of the seeds: terminated
     /// instances are stopped and restarted (same cloud id) for new agents.
     pub warm_pool: Option<WarmPool>,
+    /// Queue items of the `broken` template, in about a quarter of the seeds:
+    /// a template whose every resource dies before its agent connects (an
+    /// image that cannot be pulled) while the faults last.
+    pub broken_items: u64,
     incarnation: u64,
 }
 
@@ -192,7 +196,55 @@ fn workload(rng: &mut fastrand::Rng, with_arm: bool) -> Vec<Planned> {
     builds
 }
 
+/// The stop reason of a `broken` resource (ECS, image not found).
+pub const PULL_ERROR: &str =
+    "CannotPullContainerError: pull image manifest has been retried 5 time(s): not found";
+
+/// Adds the `broken` template (label `broken`, resources that take 60 s to
+/// start, so the harness fails each before its agent connects) and 1–4 builds
+/// for it; returns their number.
+fn broken(
+    rng: &mut fastrand::Rng,
+    templates: &mut Vec<AgentTemplate>,
+    workload: &mut Vec<Planned>,
+    memory: &MemoryBackend,
+) -> u64 {
+    templates.push(AgentTemplate::new("broken", LabelSet::parse("broken")));
+    let _ = memory
+        .clone()
+        .with_template_start_latency("broken", Latency::Fixed(Duration::from_secs(60)));
+    let n = rng.u64(1..=4);
+    for i in 0..n {
+        workload.push(Planned {
+            at: Duration::from_secs(rng.u64(0..WORKLOAD_WINDOW.as_secs() / 2)),
+            submission: Submission::new(
+                format!("broken-{i}"),
+                Some("broken".parse().expect("test label")),
+                Duration::from_secs(30),
+            ),
+        });
+    }
+    workload.sort_by_key(|p| p.at);
+    n
+}
+
 impl World {
+    /// Fails every pending or running `broken` resource with [`PULL_ERROR`];
+    /// returns how many.
+    pub fn fail_broken(&self) -> u64 {
+        let mut failed = 0;
+        for r in self.cloud.instances() {
+            if r.owner == self.owner
+                && r.instance.template == "broken"
+                && matches!(r.instance.state, CloudState::Pending | CloudState::Running)
+                && self.memory.interrupt(&r.instance.id, PULL_ERROR)
+            {
+                failed += 1;
+            }
+        }
+        failed
+    }
+
     /// Builds the world of `seed` (call inside a paused tokio runtime).
     pub async fn new(seed: u64) -> Self {
         let mut rng = fastrand::Rng::with_seed(seed);
@@ -233,6 +285,14 @@ impl World {
             // The configuration is shared by every clone of the backend.
             let _ = memory.clone().with_warm_pool(pool);
         }
+        // Drawn after the pool, for the same reason.
+        let mut templates = templates;
+        let mut workload = workload;
+        let broken_items = if rng.u32(0..4) == 0 {
+            broken(&mut rng, &mut templates, &mut workload, &memory)
+        } else {
+            0
+        };
         let foreign_instance = foreign_resources(&cloud, &jenkins).await;
         Self {
             seed,
@@ -253,6 +313,7 @@ impl World {
             interrupted: Default::default(),
             t0: tokio::time::Instant::now(),
             warm_pool,
+            broken_items,
             incarnation: 0,
         }
     }
