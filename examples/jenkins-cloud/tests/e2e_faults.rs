@@ -155,9 +155,27 @@ async fn a_cloud_that_refuses_connections_does_not_stop_the_others() {
     .await
     .unwrap_or_else(|e| panic!("{e}\nsim {:?}\n{}", sim.stats(), daemon.stderr()));
     let (ok, stdout, stderr) = world.run(&["plan", "--format", "json"]).await;
+    let (check_ok, check_out, check_err) = world.run(&["check", "--format", "json"]).await;
     let log = daemon.stderr();
     daemon.sigkill().await;
     assert!(ok, "{stderr}");
+    assert!(
+        !check_ok,
+        "check fails while a cloud cannot be reached: {check_out}{check_err}"
+    );
+    let check: serde_json::Value = serde_json::from_str(&check_out).expect("check JSON");
+    assert!(
+        check["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .any(|f| f["level"] == "FAIL"
+                && f["subject"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("clouds[1] dark-ec2")),
+        "check names the failing cloud: {check}"
+    );
     let plan: serde_json::Value = serde_json::from_str(&stdout).expect("plan JSON");
     let clouds = plan["clouds"].as_array().expect("clouds");
     let dark = clouds
