@@ -254,3 +254,23 @@ fn jenkins_json_target_holds_on_a_seeded_corpus() {
     }
     assert!(read > CASES / 20, "corpus too weak: {read} of {CASES} read");
 }
+
+#[test]
+fn plan_target_holds_on_a_seeded_corpus() {
+    let mut rng = fastrand::Rng::with_seed(0x91a2);
+    for i in 0..CASES {
+        let len = if i % 4 == 0 { 512 } else { 96 };
+        let mut input = random_bytes(&mut rng, len);
+        // Extremes (u32::MAX, 70,000,000…) are drawn from bytes 250–253.
+        for b in input.iter_mut() {
+            if rng.u8(..) < 40 {
+                *b = rng.u8(250..=253);
+            }
+        }
+        fuzz_checks::plan_inputs(&input);
+    }
+    // The probe's findings, as inputs: min_idle u32::MAX; 64 executors with
+    // 70,000,000 idle; two agents at u32::MAX executors each.
+    fuzz_checks::plan_inputs(&[0, 0, 253, 250, 1, 0, 2, 2, 0, 250, 3, 0, 0, 0, 1, 0, 250]);
+    fuzz_checks::plan_inputs(&[0, 0, 12, 252, 1]);
+}

@@ -171,7 +171,9 @@ async fn execute(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Plan { format } => {
-            let mut setup = commands::setup(&config).await.map_err(|e| e.to_string())?;
+            let mut setup = commands::setup_access(&config, commands::Access::ReadOnly)
+                .await
+                .map_err(|e| e.to_string())?;
             let out = plan::plan(&mut setup).await.map_err(|e| e.to_string())?;
             match format {
                 Format::Json => println!(

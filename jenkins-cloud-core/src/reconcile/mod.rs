@@ -34,7 +34,7 @@ use tokio::time::Instant;
 pub use act::{client_token, ActReport, Launched, StepError};
 pub use backoff::{Backoff, BackoffPolicy, Hold};
 pub use health::{CloudRead, TemplateHealth};
-pub use plan::{Action, Caps, Plan, Spilled};
+pub use plan::{Action, Caps, Plan, Spilled, MAX_QUEUE_ITEMS_PER_PASS};
 pub use state::{Agent, Observation};
 
 use crate::backend::{Backend, CloudState, JenkinsEndpoint, OwnerId};
@@ -69,13 +69,17 @@ pub struct ReconcileConfig {
 }
 
 impl ReconcileConfig {
-    /// Defaults: 10 s passes, 60 s orphan grace, 60 s termination retry.
+    /// Defaults: 10 s passes, 60 s orphan grace, 60 s termination retry, at
+    /// most [`DEFAULT_LAUNCHES_PER_PASS`] launches per pass, no global cap.
     pub fn new(owner: OwnerId, endpoint: JenkinsEndpoint) -> Self {
         Self {
             node_prefix: owner.as_str().to_owned(),
             owner,
             endpoint,
-            caps: Caps::default(),
+            caps: Caps {
+                launches_per_pass: Some(DEFAULT_LAUNCHES_PER_PASS),
+                ..Caps::default()
+            },
             poll_interval: Duration::from_secs(10),
             orphan_grace: Duration::from_secs(60),
             terminate_retry: Duration::from_secs(60),
@@ -85,6 +89,11 @@ impl ReconcileConfig {
         }
     }
 }
+
+/// Default bound of launches per pass ([`Caps::launches_per_pass`]): 100, the
+/// Fargate launch burst of an account (AWS ECS service quotas: 100 tasks burst,
+/// 20 per second).
+pub const DEFAULT_LAUNCHES_PER_PASS: u32 = 100;
 
 /// A template and the backend that runs its agents.
 #[derive(Debug, Clone)]

@@ -28,7 +28,15 @@ pub struct Caps {
     pub global: Option<u32>,
     /// For agents whose labels match an expression (e.g. at most 20 `gpu` agents).
     pub per_label: Vec<(LabelExpr, u32)>,
+    /// Most agents launched in one pass, across templates; the rest wait for
+    /// the next pass (a runaway job or a Jenkins bug cannot spend money all at
+    /// once). `None`: no bound.
+    pub launches_per_pass: Option<u32>,
 }
+
+/// Most queue items one pass considers (the oldest first); the rest wait for
+/// a later pass. Bounds the work of a pass whatever Jenkins sends.
+pub const MAX_QUEUE_ITEMS_PER_PASS: usize = 10_000;
 
 /// Something the act step must do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,6 +97,8 @@ pub struct Plan {
     /// Queue items handed on to a later template because their first choice
     /// could not take them now.
     pub spilled: Vec<Spilled>,
+    /// Queue items beyond [`MAX_QUEUE_ITEMS_PER_PASS`] left for a later pass.
+    pub deferred_items: usize,
     /// What to do, in order.
     pub actions: Vec<Action>,
 }
@@ -147,6 +157,8 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
         .collect();
     let mut routing = attribute_demand(input.templates, input.demand);
     out.unmatched = std::mem::take(&mut routing.unmatched);
+    out.deferred_items = routing.deferred;
+    let mut launched_this_pass: u32 = 0;
 
     let retiring = plan_retirement(input, &templates, &routing.takers, &mut out.actions);
 
@@ -203,7 +215,7 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
                 .saturating_sub(view.prospective_executors());
             wanted = wanted.max(warm_need.div_ceil(per));
         }
-        let (allowed, held) = if wanted == 0 {
+        let (mut allowed, held) = if wanted == 0 {
             (0, None)
         } else {
             let limits = Limits {
@@ -214,6 +226,18 @@ pub fn plan(input: &PlanInput<'_>, strategy: &mut dyn ProvisioningStrategy) -> P
             };
             limits.allowed(input, wanted, &view, &mut out.held_back)
         };
+        // The per-pass bound defers launches; spilling would not help.
+        if let Some(bound) = input.caps.launches_per_pass {
+            let room = bound.saturating_sub(launched_this_pass);
+            if room < allowed {
+                allowed = room;
+                out.held_back.push((
+                    template.name.clone(),
+                    format!("at most {bound} launches per pass; the rest at the next pass"),
+                ));
+            }
+        }
+        launched_this_pass = launched_this_pass.saturating_add(allowed);
         if allowed > 0 {
             alive_total = alive_total.saturating_add(allowed);
             for (i, (expr, _)) in input.caps.per_label.iter().enumerate() {
@@ -354,6 +378,8 @@ struct Routing {
     takers: HashSet<String>,
     /// Items no template can take.
     unmatched: Vec<u64>,
+    /// Items beyond [`MAX_QUEUE_ITEMS_PER_PASS`].
+    deferred: usize,
 }
 
 impl Routing {
@@ -371,12 +397,15 @@ fn attribute_demand(templates: &[Arc<AgentTemplate>], demand: &Demand) -> Routin
     queue.sort_by_key(|i| (i.in_queue_since_ms, i.id));
     let mut seen = HashSet::new();
     queue.retain(|i| seen.insert(i.id));
+    let deferred = queue.len().saturating_sub(MAX_QUEUE_ITEMS_PER_PASS);
+    queue.truncate(MAX_QUEUE_ITEMS_PER_PASS);
     let mut routing = Routing {
         items: Vec::with_capacity(queue.len()),
         by_template: vec![Vec::new(); templates.len()],
         stay: Vec::new(),
         takers: HashSet::new(),
         unmatched: Vec::new(),
+        deferred,
     };
     let mut takers_of: HashMap<&Requirement, Vec<usize>> = HashMap::new();
     for item in queue {

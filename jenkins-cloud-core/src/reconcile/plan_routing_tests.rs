@@ -195,3 +195,46 @@ async fn a_queue_id_listed_many_times_counts_once() {
     assert_eq!(launches(&plan), [("linux".into(), 1, 1)]);
     assert_eq!(plan.demand[0].items, [1]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_queue_items_launches_at_most_the_per_pass_bound() {
+    let mut w = World::new(vec![template("a", "linux"), template("b", "linux")]);
+    w.caps.launches_per_pass = Some(100);
+    w.queue(5000, Some("linux"));
+    let plan = w.plan();
+    let total: u32 = launches(&plan).iter().map(|(_, n, _)| n).sum();
+    assert_eq!(total, 100, "{:?}", launches(&plan));
+    assert!(plan.held_back.contains(&(
+        "a".into(),
+        "at most 100 launches per pass; the rest at the next pass".into()
+    )));
+    assert!(
+        plan.spilled.is_empty(),
+        "the bound defers, it does not spill"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_most_max_queue_items_are_considered_per_pass() {
+    let mut w = World::new(vec![template("a", "linux")]);
+    w.queue(MAX_QUEUE_ITEMS_PER_PASS as u64 + 5, Some("linux"));
+    let plan = w.plan();
+    assert_eq!(plan.deferred_items, 5);
+    assert_eq!(plan.demand[0].items.len(), MAX_QUEUE_ITEMS_PER_PASS);
+    assert_eq!(plan.demand[0].items[0], 1, "the oldest first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn extreme_counts_saturate_instead_of_overflowing() {
+    let mut t = template("a", "linux");
+    t.executors = 64;
+    t.retention.min_idle = 70_000_000;
+    let mut w = World::new(vec![t]);
+    w.caps.launches_per_pass = Some(100);
+    w.agent("x", "a", AgentState::Idle).executors = u32::MAX;
+    w.agent("y", "a", AgentState::Idle).executors = u32::MAX;
+    w.queue(3, Some("linux"));
+    let plan = w.plan();
+    let total: u32 = launches(&plan).iter().map(|(_, n, _)| n).sum();
+    assert!(total <= 100, "{:?}", launches(&plan));
+}

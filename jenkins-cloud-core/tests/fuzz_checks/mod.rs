@@ -107,3 +107,161 @@ where
         assert_eq!(again, value);
     }
 }
+
+/// Reads arbitrary bytes as numbers, with extremes likely.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn byte(&mut self) -> u8 {
+        let (first, rest) = self.0.split_first().unwrap_or((&0, &[]));
+        self.0 = rest;
+        *first
+    }
+
+    /// A count: small most of the time, sometimes 0, `u32::MAX` or huge.
+    fn count(&mut self) -> u32 {
+        match self.byte() {
+            250 => u32::MAX,
+            251 => u32::MAX - 1,
+            252 => 70_000_000,
+            253 => 4_096,
+            b => u32::from(b % 12),
+        }
+    }
+}
+
+/// The plan step over arbitrary templates, agents, demand and caps: it never
+/// panics (no overflow, no huge allocation) and never plans past the global
+/// cap or the per-pass bound.
+pub fn plan_inputs(data: &[u8]) {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use jenkins_cloud_core::backend::{CloudId, CloudState};
+    use jenkins_cloud_core::jenkins::Requirement;
+    use jenkins_cloud_core::lifecycle::AgentState;
+    use jenkins_cloud_core::reconcile::plan::{plan, Action, Caps, PlanInput};
+    use jenkins_cloud_core::reconcile::Agent;
+    use jenkins_cloud_core::strategy::{JenkinsStandard, NoDelay, ProvisioningStrategy};
+    use jenkins_cloud_core::template::{AgentTemplate, NodeMode};
+    use tokio::time::Instant;
+
+    const LABELS: [&str; 4] = ["linux", "arm", "linux docker", "gpu"];
+    const EXPRS: [&str; 4] = ["linux", "arm", "linux&&docker", "gpu||arm"];
+    let mut b = Bytes(data);
+    let now = Instant::now();
+    let templates: Vec<Arc<AgentTemplate>> = (0..1 + b.byte() % 4)
+        .map(|i| {
+            let mut t = AgentTemplate::new(
+                format!("t{i}"),
+                LabelSet::parse(LABELS[usize::from(b.byte()) % LABELS.len()]),
+            );
+            t.executors = b.count().max(1);
+            t.retention.min_idle = b.count();
+            t.instance_cap = (b.byte() % 2 == 0).then(|| b.count());
+            t.spill = b.byte() % 3 != 0;
+            if b.byte() % 4 == 0 {
+                t.mode = NodeMode::Exclusive;
+            }
+            Arc::new(t)
+        })
+        .collect();
+    let states = [
+        AgentState::Requested,
+        AgentState::Launching,
+        AgentState::Starting,
+        AgentState::Idle,
+        AgentState::Busy,
+        AgentState::Draining,
+        AgentState::Terminating,
+        AgentState::Failed("x".into()),
+    ];
+    let mut agents = BTreeMap::new();
+    for i in 0..b.byte() % 16 {
+        let template = format!("t{}", b.byte() % 6);
+        let mut a = Agent::requested(format!("a{i}"), template, b.count(), now);
+        a.state = states[usize::from(b.byte()) % states.len()].clone();
+        a.busy_executors = b.count();
+        a.node_exists = b.byte() % 2 == 0;
+        a.ever_connected = b.byte() % 2 == 0;
+        a.cloud_id = Some(CloudId(format!("c{i}")));
+        a.cloud_state = Some(CloudState::Running);
+        agents.insert(a.name.clone(), a);
+    }
+    let mut demand = Demand::default();
+    for _ in 0..b.byte() {
+        let requirement = match b.byte() % 4 {
+            0 => Requirement::AnyNode,
+            1 => Requirement::Template(format!("t{}", b.byte() % 6)),
+            _ => Requirement::Label(
+                EXPRS[usize::from(b.byte()) % EXPRS.len()]
+                    .parse()
+                    .expect("test label"),
+            ),
+        };
+        demand.items.push(QueueItem {
+            id: u64::from(b.byte() % 64),
+            task: "job".into(),
+            requirement,
+            in_queue_since_ms: u64::from(b.byte()),
+        });
+    }
+    let caps = Caps {
+        global: (b.byte() % 2 == 0).then(|| b.count()),
+        per_label: Vec::new(),
+        launches_per_pass: (b.byte() % 2 == 0).then(|| b.count()),
+    };
+    let mut blocked = BTreeMap::new();
+    if b.byte() % 3 == 0 {
+        blocked.insert(
+            "t0".to_owned(),
+            now + Duration::from_secs(u64::from(b.byte())),
+        );
+    }
+    let mut frozen = BTreeMap::new();
+    if b.byte() % 4 == 0 {
+        frozen.insert("t1".to_owned(), "down".to_owned());
+    }
+    let input = PlanInput {
+        templates: &templates,
+        agents: &agents,
+        demand: &demand,
+        caps: &caps,
+        blocked_until: &blocked,
+        frozen: &frozen,
+        now,
+        wall_secs: u64::from(b.byte()) * 3600,
+        terminate_retry: Duration::from_secs(60),
+    };
+    let mut strategy: Box<dyn ProvisioningStrategy> = if b.byte() % 2 == 0 {
+        Box::new(NoDelay)
+    } else {
+        Box::new(JenkinsStandard::new())
+    };
+    let out = plan(&input, strategy.as_mut());
+    let launched: u64 = out
+        .actions
+        .iter()
+        .map(|a| match a {
+            Action::Launch { count, .. } => u64::from(*count),
+            _ => 0,
+        })
+        .sum();
+    if let Some(bound) = caps.launches_per_pass {
+        assert!(
+            launched <= u64::from(bound),
+            "{launched} launches past the per-pass bound {bound}"
+        );
+    }
+    if let Some(cap) = caps.global {
+        let alive = agents
+            .values()
+            .filter(|a| a.state.counts_against_cap())
+            .count() as u64;
+        assert!(
+            launched == 0 || alive + launched <= u64::from(cap),
+            "{launched} launches with {alive} alive past the global cap {cap}"
+        );
+    }
+}

@@ -17,7 +17,7 @@ use jenkins_cloud_fargate::FargateSpec;
 use serde::Serialize;
 
 use super::aws::{self, AwsClients, AwsHooks};
-use super::open_jenkins_client;
+use super::{open_jenkins_client, Access};
 use crate::config::{CloudKind, CloudSettings, Config};
 
 /// Outcome of one probe.
@@ -187,7 +187,7 @@ pub async fn check_jenkins(config: &Config) -> Vec<Finding> {
         DemandMode::WhyParsing => DemandMode::WhyParsing,
         _ => DemandMode::ScriptConsole,
     };
-    let client = match open_jenkins_client(config, probe_mode) {
+    let client = match open_jenkins_client(config, probe_mode, Access::ReadOnly) {
         Ok(c) => c,
         Err(e) => {
             out.push(Finding::fail(

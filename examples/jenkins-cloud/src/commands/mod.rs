@@ -123,14 +123,25 @@ pub fn open_jenkins(config: &Config) -> Result<Arc<dyn JenkinsApi>, CommandError
     Ok(Arc::new(open_jenkins_client(
         config,
         config.jenkins.demand_mode,
+        Access::ReadWrite,
     )?))
 }
 
+/// Whether a command may change anything in Jenkins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `run`: creates, drains and deletes nodes.
+    ReadWrite,
+    /// `plan`, `check`: reads only (no placeholder is created either).
+    ReadOnly,
+}
+
 /// The concrete Jenkins client of the configuration, with the given demand mode
-/// (for `check`, which probes the script console itself).
+/// (for `check`, which probes the script console itself) and access.
 pub fn open_jenkins_client(
     config: &Config,
     demand_mode: DemandMode,
+    access: Access,
 ) -> Result<JenkinsClient, CommandError> {
     let token = config.jenkins.token().map_err(CommandError)?;
     let mut jc = JenkinsClientConfig::new(
@@ -141,6 +152,7 @@ pub fn open_jenkins_client(
     );
     jc.allow_insecure_http = config.jenkins.allow_insecure_http;
     jc.demand_mode = demand_mode;
+    jc.read_only = access == Access::ReadOnly;
     jc.templates = config
         .templates()
         .map(|(_, t)| PlaceholderTemplate::from(t))
@@ -154,11 +166,17 @@ pub fn reconcile_config(config: &Config) -> ReconcileConfig {
     rc.poll_interval = config.poll_interval;
     rc.orphan_grace = config.orphan_grace;
     rc.caps = Caps {
-        global: config.global_cap,
+        global: Some(config.global_cap.unwrap_or(DEFAULT_GLOBAL_CAP)),
         per_label: config.label_caps.clone(),
+        ..rc.caps
     };
     rc
 }
+
+/// The global cap when the configuration sets none (`caps.global`): enough for
+/// a busy controller, low enough that a runaway job or a Jenkins bug cannot
+/// start thousands of agents. Raise it in the configuration.
+pub const DEFAULT_GLOBAL_CAP: u32 = 100;
 
 fn strategy(kind: StrategyKind) -> Box<dyn ProvisioningStrategy> {
     match kind {
@@ -205,7 +223,16 @@ pub fn setup_with(
 
 /// Builds the loop from the configuration alone (real Jenkins and clouds).
 pub async fn setup(config: &Config) -> Result<Setup, CommandError> {
-    let jenkins = open_jenkins(config)?;
+    setup_access(config, Access::ReadWrite).await
+}
+
+/// [`setup`] with a Jenkins client of the given access (`plan`: read-only).
+pub async fn setup_access(config: &Config, access: Access) -> Result<Setup, CommandError> {
+    let jenkins: Arc<dyn JenkinsApi> = Arc::new(open_jenkins_client(
+        config,
+        config.jenkins.demand_mode,
+        access,
+    )?);
     let (mut backends, mut ec2) = (Vec::new(), Vec::new());
     for (i, cloud) in config.clouds.iter().enumerate() {
         if cloud.kind == CloudKind::Ec2 {

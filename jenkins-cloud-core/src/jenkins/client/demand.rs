@@ -189,12 +189,14 @@ enum Attribution {
 }
 
 impl WhyDemand {
-    /// A `why` source for `owner` with these templates.
-    pub fn new(owner: OwnerId, templates: Vec<PlaceholderTemplate>) -> Self {
+    /// A `why` source for `owner` with these templates; `read_only` never
+    /// creates the placeholders (demand is read with those that exist).
+    pub fn new(owner: OwnerId, templates: Vec<PlaceholderTemplate>, read_only: bool) -> Self {
         Self {
             owner,
             templates,
-            placeholders_ready: Mutex::new(false),
+            // Read-only: never create them; attribute with those that exist.
+            placeholders_ready: Mutex::new(read_only),
         }
     }
 

@@ -125,7 +125,7 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
                 excerpt(body)
             )
         } else {
-            format!("invalid JSON from {}: {e}", endpoint.describe())
+            redact(&format!("invalid JSON from {}: {e}", endpoint.describe()))
         };
         JenkinsError::BadResponse { message }
     })
@@ -175,6 +175,67 @@ pub(crate) fn excerpt(body: &str) -> String {
         short = "(empty body)".into();
     }
     redact(&short)
+}
+
+/// `error` with `f` applied to every text it carries (messages, names, what
+/// was not found), for removing secrets by value.
+pub(crate) fn map_texts(error: JenkinsError, f: impl Fn(&str) -> String) -> JenkinsError {
+    use JenkinsError as E;
+    match error {
+        E::Unauthorized => E::Unauthorized,
+        E::Forbidden { permission } => E::Forbidden {
+            permission: f(&permission),
+        },
+        E::NotFound { what } => E::NotFound { what: f(&what) },
+        E::Conflict { message } => E::Conflict {
+            message: f(&message),
+        },
+        E::BadRequest { message } => E::BadRequest {
+            message: f(&message),
+        },
+        E::NotOwned { name } => E::NotOwned { name: f(&name) },
+        E::BadResponse { message } => E::BadResponse {
+            message: f(&message),
+        },
+        E::Server { status, message } => E::Server {
+            status,
+            message: f(&message),
+        },
+        E::Timeout { message } => E::Timeout {
+            message: f(&message),
+        },
+        E::Transport { message } => E::Transport {
+            message: f(&message),
+        },
+    }
+}
+
+/// Every form in which `secret` could come back in a response we print: as
+/// is, percent-encoded, and (for the API token) inside the basic-auth header
+/// value `base64(user:token)` a proxy or error page may echo.
+pub(crate) fn secret_forms(secret: &str, user: Option<&str>) -> Vec<String> {
+    let mut forms = vec![secret.to_owned()];
+    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    if encoded != secret {
+        forms.push(encoded);
+    }
+    if let Some(user) = user {
+        use base64::Engine as _;
+        forms.push(base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}")));
+    }
+    forms.retain(|f| f.len() >= 4);
+    forms
+}
+
+/// Replaces each of `forms` in `text` with `***`.
+pub(crate) fn scrub(text: &str, forms: &[String]) -> String {
+    let mut out = text.to_owned();
+    for form in forms {
+        if out.contains(form.as_str()) {
+            out = out.replace(form.as_str(), "***");
+        }
+    }
+    out
 }
 
 /// Replaces runs of 32 or more hex digits (agent secrets are 64, API tokens 34)

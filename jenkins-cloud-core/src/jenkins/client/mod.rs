@@ -35,7 +35,7 @@ mod nodes;
 pub mod why;
 
 pub use demand::{DemandSource, ScriptConsoleDemand, WhyDemand, SCRIPT_CONSOLE_DEMAND};
-pub use nodes::{placeholder_name, PlaceholderReport};
+pub use nodes::{placeholder_name, PlaceholderReport, MAX_EXECUTORS};
 
 /// How demand is read from the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,7 +92,17 @@ pub struct JenkinsClientConfig {
     pub allow_insecure_http: bool,
     /// Fetch a crumb before the first POST instead of waiting for a 403.
     pub always_crumb: bool,
+    /// Largest response body read (default [`DEFAULT_MAX_RESPONSE_BYTES`]); a
+    /// larger answer fails with [`JenkinsError::BadResponse`].
+    pub max_response_bytes: usize,
+    /// Never write to Jenkins (the `plan` and `check` commands): in `why` mode
+    /// the placeholders are not created, demand is read with those that exist.
+    pub read_only: bool,
 }
+
+/// Default limit of a response body: 32 MiB (a `computer/api/json` of 10,000
+/// nodes is about 5 MiB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 32 << 20;
 
 impl JenkinsClientConfig {
     /// A configuration with defaults: auto demand mode, no templates, 5 s connect
@@ -114,6 +124,8 @@ impl JenkinsClientConfig {
             request_timeout: Duration::from_secs(30),
             allow_insecure_http: false,
             always_crumb: false,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            read_only: false,
         }
     }
 }
@@ -177,6 +189,7 @@ impl fmt::Display for JenkinsVersion {
 pub struct JenkinsClient {
     http: http::Http,
     owner: OwnerId,
+    read_only: bool,
     mode: DemandMode,
     templates: Vec<PlaceholderTemplate>,
     fell_back: AtomicBool,
@@ -207,8 +220,17 @@ fn is_loopback(url: &Url) -> bool {
 impl JenkinsClient {
     /// Checks the configuration and builds the client (no request is sent).
     pub fn new(config: JenkinsClientConfig) -> Result<Self, ConfigError> {
+        let shown = http::without_userinfo(config.url.trim());
         let mut base = Url::parse(config.url.trim())
-            .map_err(|e| config_error("url", format!("`{}` is not a URL: {e}", config.url)))?;
+            .map_err(|e| config_error("url", format!("`{shown}` is not a URL: {e}")))?;
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(config_error(
+                "url",
+                format!(
+                    "`{shown}`: credentials in the URL are not allowed; use `user` and `token`"
+                ),
+            ));
+        }
         match base.scheme() {
             "https" => {}
             "http" if config.allow_insecure_http || is_loopback(&base) => {}
@@ -224,12 +246,6 @@ impl JenkinsClient {
         }
         if base.cannot_be_a_base() || base.host().is_none() {
             return Err(config_error("url", "the URL has no host"));
-        }
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(config_error(
-                "url",
-                "credentials in the URL are not allowed; use `user` and `token`",
-            ));
         }
         if base.query().is_some() || base.fragment().is_some() {
             return Err(config_error(
@@ -260,12 +276,18 @@ impl JenkinsClient {
             config.always_crumb,
             config.connect_timeout,
             config.request_timeout,
+            config.max_response_bytes.max(1024),
         )
         .map_err(|e| config_error("url", format!("cannot build the HTTP client: {e}")))?;
         Ok(Self {
             http,
-            why: WhyDemand::new(config.owner.clone(), config.templates.clone()),
+            why: WhyDemand::new(
+                config.owner.clone(),
+                config.templates.clone(),
+                config.read_only,
+            ),
             owner: config.owner,
+            read_only: config.read_only,
             mode: config.demand_mode,
             templates: config.templates,
             fell_back: AtomicBool::new(false),
@@ -290,6 +312,18 @@ impl JenkinsClient {
     /// The templates this client knows.
     pub fn templates(&self) -> &[PlaceholderTemplate] {
         &self.templates
+    }
+
+    /// `Err` for a write when the client is read-only.
+    fn writable(&self, what: &str) -> Result<(), JenkinsError> {
+        if self.read_only {
+            return Err(JenkinsError::BadRequest {
+                message: format!(
+                    "{what}: this client is read-only (plan, check) and changes nothing"
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -322,6 +356,7 @@ impl JenkinsApi for JenkinsClient {
     }
 
     async fn create_node(&self, spec: &NodeSpec) -> Result<(), JenkinsError> {
+        self.writable("create node")?;
         nodes::create(self, spec).await
     }
 
@@ -330,10 +365,12 @@ impl JenkinsApi for JenkinsClient {
     }
 
     async fn drain_node(&self, name: &str, reason: &str) -> Result<(), JenkinsError> {
+        self.writable("drain node")?;
         nodes::drain(self, name, reason).await
     }
 
     async fn delete_node(&self, name: &str) -> Result<(), JenkinsError> {
+        self.writable("delete node")?;
         nodes::delete(self, name).await
     }
 
@@ -342,6 +379,9 @@ impl JenkinsApi for JenkinsClient {
         template: &str,
         problem: Option<&str>,
     ) -> Result<(), JenkinsError> {
+        if self.read_only {
+            return Ok(());
+        }
         self.report_problem(template, problem).await
     }
 }

@@ -65,6 +65,10 @@ pub(crate) struct ExecutableJson {
     pub url: String,
 }
 
+/// Most executors one node is taken to have (`numExecutors` beyond it is
+/// read as this).
+pub const MAX_EXECUTORS: u32 = 1024;
+
 /// The placeholder node name of a template: `<owner>-<template>-placeholder`.
 pub fn placeholder_name(owner: &OwnerId, template: &str) -> String {
     format!("{owner}-{template}-placeholder")
@@ -156,7 +160,9 @@ pub(crate) fn nodes_from(client: &JenkinsClient, set: ComputerSetJson) -> Vec<Je
             }
             let busy: Vec<&ExecutorJson> = c.executors.iter().filter(|e| !e.idle).collect();
             Some(JenkinsNode {
-                executors: c.num_executors,
+                // Bounded where it is read: a broken or hostile answer cannot
+                // overflow the planner's counts.
+                executors: c.num_executors.min(MAX_EXECUTORS),
                 offline: c.offline,
                 temporarily_offline: c.temporarily_offline,
                 busy_executors: busy.len() as u32,
@@ -323,7 +329,10 @@ pub(super) async fn secret(client: &JenkinsClient, name: &str) -> Result<Secret,
         )
         .await?;
     match secret_from_jnlp(&reply.body) {
-        Some(s) => Ok(Secret::new(s)),
+        Some(s) => {
+            client.http.remember_secret(&s);
+            Ok(Secret::new(s))
+        }
         None => Err(JenkinsError::BadResponse {
             message: format!(
                 "no secret <argument> in the JNLP file of `{name}` (status {}): {}",
