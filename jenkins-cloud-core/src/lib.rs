@@ -8,11 +8,13 @@
 //! * [`strategy`], [`retention`]: how many agents to start, when they retire.
 //! * [`reconcile`]: the observe → plan → act loop.
 //! * [`memory`]: in-memory backend and controller, for tests and the simulator.
+//! * [`files`]: bounded reading of the files an operator names.
 //! * `testkit` (feature): conformance suite, fake controller, moto fixture.
 #![deny(missing_docs)]
 
 pub mod backend;
 pub mod error;
+pub mod files;
 pub mod jenkins;
 pub mod jenkins_standard;
 pub mod label;

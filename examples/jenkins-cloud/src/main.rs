@@ -118,8 +118,7 @@ async fn execute(cli: Cli) -> Result<(), String> {
             return Ok(());
         }
         Command::ImportJcasc { file, output } => {
-            let text =
-                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let text = jenkins_cloud_core::files::read_text(file, 16 << 20, "import-jcasc")?;
             let imported = import_jcasc::import(&text, &file.display().to_string())
                 .map_err(|e| e.to_string())?;
             for note in &imported.notes {

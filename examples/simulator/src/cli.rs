@@ -83,8 +83,11 @@ impl Default for SimulateArgs {
     }
 }
 
+/// Largest trace, history or model file read: 256 MiB.
+pub const MAX_INPUT_BYTES: u64 = 256 << 20;
+
 fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    jenkins_cloud_core::files::read_text(path, MAX_INPUT_BYTES, "simulator input")
 }
 
 /// The simulator options of `args` (files read and checked; each error names
