@@ -13,6 +13,7 @@ use super::Reconciler;
 use crate::backend::CloudState;
 use crate::error::ErrorClass;
 use crate::lifecycle::AgentState;
+use crate::template::AgentTemplate;
 
 /// One template's health, as of the last pass.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,16 +53,22 @@ impl CloudRead {
     }
 }
 
-/// The text shown in Jenkins for a template in a failure episode.
-fn problem_text(template: &str, hold: &Hold) -> String {
-    format!(
-        "jenkins-cloud: agents of template `{template}` fail to start: {} ({}; {} failed launch{}; next attempt after {})",
+/// The text shown in Jenkins for a template in a failure episode: the
+/// problem itself, and the countdown shown after it (left out when comparing
+/// with what was shown, so a waiting template is not rewritten every pass).
+fn problem_text(template: &str, hold: &Hold, now: Instant) -> (String, String) {
+    let problem = format!(
+        "jenkins-cloud: agents of template `{template}` fail to start: {} ({}; {} failed launch{}",
         hold.reason,
         hold.class,
         hold.failures,
         if hold.failures == 1 { "" } else { "es" },
-        human(hold.until.saturating_duration_since(Instant::now())),
-    )
+    );
+    let countdown = format!(
+        "; next attempt after {})",
+        human(hold.until.saturating_duration_since(now))
+    );
+    (problem, countdown)
 }
 
 fn human(d: Duration) -> String {
@@ -110,7 +117,7 @@ impl Reconciler {
                     .filter(|t| self.template_backend.get(&t.name) == Some(&i))
                     .map(|t| t.name.clone())
                     .collect(),
-                error: self.cloud_errors.get(i).cloned().flatten(),
+                error: self.cloud_errors[i].clone(),
             })
             .collect()
     }
@@ -122,9 +129,6 @@ impl Reconciler {
 
     /// Records the outcome of one backend's read, logging changes only.
     pub(super) fn note_cloud_read(&mut self, index: usize, error: Option<String>) {
-        if self.cloud_errors.len() <= index {
-            self.cloud_errors.resize(index + 1, None);
-        }
         if self.cloud_errors[index] != error {
             let backend = self.backends[index].kind();
             match &error {
@@ -147,6 +151,11 @@ impl Reconciler {
     pub(super) fn account_failures(&mut self, unconnected: &BTreeSet<String>, now: Instant) {
         let mut recovered = BTreeSet::new();
         let mut failures = Vec::new();
+        let templates: BTreeMap<&str, &AgentTemplate> = self
+            .templates
+            .iter()
+            .map(|t| (t.name.as_str(), t.as_ref()))
+            .collect();
         for agent in self.agents.values_mut() {
             if self.frozen.contains_key(&agent.template) {
                 continue;
@@ -154,7 +163,7 @@ impl Reconciler {
             if agent.ever_connected && unconnected.contains(&agent.name) {
                 recovered.insert(agent.template.clone());
             }
-            let Some(template) = self.templates.iter().find(|t| t.name == agent.template) else {
+            let Some(template) = templates.get(agent.template.as_str()) else {
                 continue;
             };
             let timed_out = match agent.state {
@@ -241,27 +250,27 @@ impl Reconciler {
     /// since it was last shown; a failed call is retried at the next pass.
     pub(super) async fn report_problems(&mut self) {
         let holds = self.backoff.holds();
+        let now = Instant::now();
         for t in &self.templates {
             let wanted = match (self.frozen.get(&t.name), holds.get(&t.name)) {
-                (Some(why), _) => Some(format!(
-                    "jenkins-cloud: the cloud of template `{}` cannot be read: {why}",
-                    t.name
+                (Some(why), _) => Some((
+                    format!(
+                        "jenkins-cloud: the cloud of template `{}` cannot be read: {why}",
+                        t.name
+                    ),
+                    String::new(),
                 )),
-                (None, Some(hold)) => Some(problem_text(&t.name, hold)),
+                (None, Some(hold)) => Some(problem_text(&t.name, hold, now)),
                 (None, None) => None,
             };
-            // Compare without the countdown, so a waiting template is not rewritten every pass.
-            let key = wanted.as_deref().map(|w| {
-                w.rsplit_once("; next attempt")
-                    .map_or(w, |(k, _)| k)
-                    .to_owned()
-            });
+            let key = wanted.as_ref().map(|(problem, _)| problem.clone());
             if self.reported.get(&t.name) == Some(&key) {
                 continue;
             }
+            let shown = wanted.map(|(problem, countdown)| problem + &countdown);
             match self
                 .jenkins
-                .report_template_problem(&t.name, wanted.as_deref())
+                .report_template_problem(&t.name, shown.as_deref())
                 .await
             {
                 Ok(()) => {
