@@ -25,6 +25,7 @@
 pub mod api;
 pub mod backend;
 pub mod error;
+pub mod iam;
 pub mod launch;
 pub mod pacing;
 pub mod sdk;

@@ -24,6 +24,7 @@ pub mod api;
 mod backend;
 mod config;
 mod error;
+pub mod iam;
 pub mod interceptors;
 mod launch;
 pub mod rate;

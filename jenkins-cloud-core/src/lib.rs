@@ -9,12 +9,14 @@
 //! * [`reconcile`]: the observe → plan → act loop.
 //! * [`memory`]: in-memory backend and controller, for tests and the simulator.
 //! * [`files`]: bounded reading of the files an operator names.
+//! * [`iam`]: the table type backends declare their AWS operations and IAM actions in.
 //! * `testkit` (feature): conformance suite, fake controller, moto fixture.
 #![deny(missing_docs)]
 
 pub mod backend;
 pub mod error;
 pub mod files;
+pub mod iam;
 pub mod jenkins;
 pub mod jenkins_standard;
 pub mod label;

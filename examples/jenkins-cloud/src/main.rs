@@ -36,6 +36,12 @@ enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyFormat {
+    Json,
+    Terraform,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon.
@@ -53,7 +59,12 @@ enum Command {
     /// Validate the configuration file.
     Validate,
     /// Print the least-privilege IAM policy of the configuration.
-    IamPolicy,
+    IamPolicy {
+        /// `json` (an IAM policy document) or `terraform` (an
+        /// `aws_iam_policy_document` data source).
+        #[arg(long, value_enum, default_value = "json")]
+        format: PolicyFormat,
+    },
     /// Validate, then probe Jenkins and every cloud (read-only); non-zero exit on FAIL.
     Check {
         /// Output format.
@@ -161,12 +172,15 @@ async fn execute(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::IamPolicy => {
+        Command::IamPolicy { format } => {
             let policy = iam::policy(&config);
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?
-            );
+            match format {
+                PolicyFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?
+                ),
+                PolicyFormat::Terraform => print!("{}", iam::terraform(&policy, "jenkins_cloud")),
+            }
             Ok(())
         }
         Command::Plan { format } => {
