@@ -103,7 +103,7 @@ pub const OPERATIONS: &[AwsOperation] = &[
     AwsOperation {
         operation: "DescribeImages",
         service: "ec2",
-        actions: &[plain("ec2:DescribeImages", Need::Always)],
+        actions: &[plain("ec2:DescribeImages", Need::ImageLookup)],
     },
     AwsOperation {
         operation: "PutParameter",

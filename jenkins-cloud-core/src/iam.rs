@@ -22,6 +22,9 @@ pub enum Need {
     SsmSecrets,
     /// When a template picks its image through an SSM parameter.
     SsmImage,
+    /// When an image must be looked up: picked by a name filter, or its root
+    /// device needed for a `root_volume`.
+    ImageLookup,
     /// When launches are batched and tasks tagged after they start.
     Batching,
     /// When a template keeps a warm pool (stopped instances restarted).

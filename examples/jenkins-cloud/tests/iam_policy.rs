@@ -40,7 +40,7 @@ clouds:
         spec: {ami: {ssm_parameter: /aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64}, instance_types: [m6i.large], subnets: [subnet-0a1b2c3d4e5f60009], security_groups: [sg-0a1b2c3d4e5f60009], instance_profile: agent, warm_pool: true}
       - name: spot
         labels: spot
-        spec: {ami: {id: ami-0123456789abcdef0}, instance_types: [m6i.large], spot: {fallback_to_on_demand: true}}
+        spec: {ami: {name: "agent-*", owners: [self]}, instance_types: [m6i.large], spot: {fallback_to_on_demand: true}}
 "#;
 
 fn parse(text: &str) -> Config {

@@ -63,7 +63,27 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// A moto server of this test's own (not shared), started from `.venv` with
+/// extra environment, e.g. `INITIAL_NO_AUTH_ACTION_COUNT` to enforce IAM
+/// after the first N requests. Ready when returned; stopped when the test
+/// process exits. ECS tasks stay RUNNING until stopped.
+///
+/// # Panics
+/// When moto is not installed in `.venv` (run `./scripts/test` once).
+pub async fn own_moto(env: &[(&str, &str)]) -> MotoServer {
+    let server = MotoServer {
+        endpoint: spawn_server(env),
+    };
+    server.wait_ready().await;
+    server.keep_ecs_tasks_running().await;
+    server
+}
+
 fn spawn_local_server() -> String {
+    spawn_server(&[])
+}
+
+fn spawn_server(env: &[(&str, &str)]) -> String {
     let bin = workspace_root().join(".venv/bin/moto_server");
     assert!(
         bin.exists(),
@@ -77,8 +97,9 @@ fn spawn_local_server() -> String {
         .map(|a| a.port())
         .expect("a free loopback port for moto");
     // The watchdog shell stops moto once this test process is gone.
+    let vars: String = env.iter().map(|(k, v)| format!("{k}='{v}' ")).collect();
     let script = format!(
-        "'{bin}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
+        "{vars}'{bin}' -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; \
          while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
         bin = bin.display(),
         parent = std::process::id()

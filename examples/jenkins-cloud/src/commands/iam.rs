@@ -102,6 +102,19 @@ fn ec2_needs(cloud: &CloudSettings) -> BTreeSet<Need> {
         ) {
             needs.insert(Need::SsmImage);
         }
+        // A name filter is resolved with DescribeImages; so is any image
+        // whose root device must be known for a `root_volume`.
+        if spec
+            .root_volume
+            .as_ref()
+            .is_some_and(|r| r.device_name.is_none())
+            || matches!(
+                spec.ami,
+                jenkins_cloud_ec2::spec::AmiSelector::Filter { .. }
+            )
+        {
+            needs.insert(Need::ImageLookup);
+        }
     }
     needs
 }
