@@ -170,6 +170,33 @@ pub enum AgentSecretDelivery {
     FetchedByAgent,
 }
 
+/// The serde error `whole` of a spec, split by key: each key of the object
+/// read on its own (every field has a default), so each bad key is named.
+fn field_errors(value: &serde_json::Value, whole: serde_json::Error) -> Vec<String> {
+    let Some(obj) = value.as_object() else {
+        return vec![format!("spec: {whole}")];
+    };
+    let problems: Vec<String> = obj
+        .iter()
+        .filter_map(|(key, v)| {
+            let one = serde_json::Value::Object([(key.clone(), v.clone())].into_iter().collect());
+            serde_json::from_value::<FargateSpec>(one).err().map(|e| {
+                // An unknown key is named by serde's message itself.
+                if e.to_string().starts_with("unknown field") {
+                    format!("spec: {e}")
+                } else {
+                    format!("spec.{key}: {e}")
+                }
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        vec![format!("spec: {whole}")]
+    } else {
+        problems
+    }
+}
+
 /// Memory sizes (MiB) Fargate allows for a CPU size, per the ECS developer guide.
 pub fn allowed_memory(cpu: u32) -> Option<Vec<u32>> {
     let range = |from: u32, to: u32, step: u32| (from..=to).step_by(step as usize).collect();
@@ -195,9 +222,13 @@ const OS_FAMILIES: &[&str] = &[
 
 impl FargateSpec {
     /// Reads a spec from a template's JSON value: every problem, naming `spec.<field>`.
+    ///
+    /// A value of the wrong type is named by its key (for `memory: -1`, the
+    /// problem starts with `spec.memory:`), every such key at once; an unknown
+    /// key is named in the message of a problem starting with `spec:`.
     pub fn from_value(value: &serde_json::Value) -> Result<Self, Vec<String>> {
         let spec: Self =
-            serde_json::from_value(value.clone()).map_err(|e| vec![format!("spec: {e}")])?;
+            serde_json::from_value(value.clone()).map_err(|e| field_errors(value, e))?;
         let problems = spec.problems();
         if problems.is_empty() {
             Ok(spec)

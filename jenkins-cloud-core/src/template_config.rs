@@ -29,7 +29,10 @@ use crate::retention::MinIdleWindow;
 use crate::template::NodeMode;
 
 pub use duration::{format_duration, parse_duration, DurationParseError, Expiry, HumanDuration};
-pub use resolve::{resolve_all, TemplateError, RESERVED_ENV};
+pub use resolve::{
+    escaped, is_hostile, resolve_all, TemplateError, TemplateProblem, MAX_EXECUTORS,
+    MAX_INSTANCE_CAP, MAX_MIN_IDLE, MAX_NAME_LEN, MAX_TEMPLATE_DURATION, MAX_USES, RESERVED_ENV,
+};
 pub use setting::Setting;
 
 /// A template as users write it.
@@ -53,10 +56,11 @@ pub struct TemplateConfig {
         skip_serializing_if = "std::ops::Not::not"
     )]
     pub is_abstract: bool,
-    /// Labels, space-separated (`"linux docker"`). Default: none.
+    /// Labels, space-separated (`"linux docker"`), without control characters.
+    /// Default: none.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub labels: Setting<String>,
-    /// Executors per agent, 1–64. Default 1.
+    /// Executors per agent, 1–[`MAX_EXECUTORS`] (64). Default 1.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub executors: Setting<u32>,
     /// Absolute remote root directory. Default
@@ -70,7 +74,8 @@ pub struct TemplateConfig {
     /// removes the parent's variable.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub environment: Setting<BTreeMap<String, Option<String>>>,
-    /// Retire agents idle this long; `"never"` switches it off. Default 5 min.
+    /// Retire agents idle this long; `"never"` switches it off. Default 5 min;
+    /// at most [`MAX_TEMPLATE_DURATION`] (365 days), as every duration here.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub idle_timeout: Setting<Expiry>,
     /// Retire agents this long after launch, once idle; `"never"` (the
@@ -86,10 +91,11 @@ pub struct TemplateConfig {
     /// One build per agent. Default false.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub one_shot: Setting<bool>,
-    /// Retire after this many builds. Default: no limit.
+    /// Retire after this many builds, 1–[`MAX_USES`] (100000). Default: no limit.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub max_uses: Setting<u32>,
-    /// Most agents of this template at once. Default: no cap.
+    /// Most agents of this template at once, at most [`MAX_INSTANCE_CAP`]
+    /// (100000). Default: no cap.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub instance_cap: Setting<u32>,
     /// Whether builds this template cannot take now go to the next template
@@ -97,11 +103,13 @@ pub struct TemplateConfig {
     /// Default true.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub spill: Setting<bool>,
-    /// Idle agents kept warm. Default 0.
+    /// Idle agents kept warm, at most [`MAX_MIN_IDLE`] (1000) and at most
+    /// `instance_cap`. Default 0.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub min_idle: Setting<u32>,
     /// Extra warm agents in time windows (`{window: "Mon-Fri 08:00-18:00",
-    /// count: 3}`). A child's list replaces the parent's.
+    /// count: 3}`), each count at most [`MAX_MIN_IDLE`] (1000) and at most
+    /// `instance_cap`. A child's list replaces the parent's.
     #[serde(default, skip_serializing_if = "Setting::is_inherit")]
     pub min_idle_windows: Setting<Vec<MinIdleWindow>>,
     /// Backend-specific settings, a JSON object; merged recursively by key, a

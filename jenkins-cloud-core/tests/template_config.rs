@@ -7,7 +7,8 @@ use jenkins_cloud_core::template::{
     NodeMode, DEFAULT_CONNECT_TIMEOUT, DEFAULT_LAUNCH_TIMEOUT, DEFAULT_REMOTE_FS,
 };
 use jenkins_cloud_core::template_config::{
-    resolve_all, Expiry, HumanDuration, Setting, TemplateConfig,
+    escaped, resolve_all, Expiry, HumanDuration, Setting, TemplateConfig, MAX_EXECUTORS,
+    MAX_INSTANCE_CAP, MAX_MIN_IDLE, MAX_TEMPLATE_DURATION, MAX_USES,
 };
 use serde_json::json;
 
@@ -537,4 +538,204 @@ fn resolve_all_reports_problems_of_several_templates() {
             "templates[c].executors: must be at least 1",
         ]
     );
+}
+
+#[test]
+fn every_count_has_a_documented_maximum() {
+    assert_eq!(
+        (MAX_EXECUTORS, MAX_MIN_IDLE, MAX_INSTANCE_CAP, MAX_USES),
+        (64, 1000, 100_000, 100_000)
+    );
+    let window = |count: u64| json!([{"window": "Mon-Fri 08:00-18:00", "count": count}]);
+    for (input, needle) in [
+        (
+            json!({"name": "t", "min_idle": 4294967295u64}),
+            "templates[t].min_idle: must be at most 1000, found 4294967295",
+        ),
+        (
+            json!({"name": "t", "executors": 64, "min_idle": 70000000}),
+            "templates[t].min_idle: must be at most 1000, found 70000000",
+        ),
+        (
+            json!({"name": "t", "min_idle_windows": window(4294967295)}),
+            "templates[t].min_idle_windows[0].count: must be at most 1000, found 4294967295",
+        ),
+        (
+            json!({"name": "t", "instance_cap": 4294967295u64}),
+            "templates[t].instance_cap: must be at most 100000, found 4294967295",
+        ),
+        (
+            json!({"name": "t", "max_uses": 4294967295u64}),
+            "templates[t].max_uses: must be at most 100000, found 4294967295",
+        ),
+        (
+            json!({"name": "t", "executors": 65}),
+            "templates[t].executors: must be at most 64, found 65",
+        ),
+        (
+            // Above the maximum and above the cap: one problem, the maximum.
+            json!({"name": "t", "instance_cap": 5, "min_idle": 1001}),
+            "templates[t].min_idle: must be at most 1000, found 1001",
+        ),
+    ] {
+        let ps = problems(input.clone());
+        assert_eq!(ps, [needle], "{input}");
+    }
+    let at_max = cfg(json!({
+        "name": "t",
+        "executors": MAX_EXECUTORS,
+        "min_idle": MAX_MIN_IDLE,
+        "instance_cap": MAX_INSTANCE_CAP,
+        "max_uses": MAX_USES,
+        "min_idle_windows": window(u64::from(MAX_MIN_IDLE)),
+    }))
+    .resolve()
+    .unwrap();
+    assert_eq!(at_max.retention.min_idle, 1000);
+}
+
+#[test]
+fn template_durations_have_a_maximum() {
+    assert_eq!(MAX_TEMPLATE_DURATION, Duration::from_secs(365 * 86_400));
+    for field in [
+        "idle_timeout",
+        "max_lifetime",
+        "launch_timeout",
+        "connect_timeout",
+    ] {
+        let ps = problems(json!({"name": "t", field: "366d"}));
+        assert_eq!(ps.len(), 1, "{field}: {ps:?}");
+        assert!(
+            ps[0].starts_with(&format!("templates[t].{field}: must be at most 365 days")),
+            "{ps:?}"
+        );
+        let huge = problems(json!({"name": "t", field: u64::MAX}));
+        assert_eq!(huge.len(), 1, "{field}: {huge:?}");
+        assert!(cfg(json!({"name": "t", field: "365d"})).resolve().is_ok());
+    }
+}
+
+#[test]
+fn control_characters_in_names_labels_and_paths_are_refused_and_escaped() {
+    for (input, field, shown) in [
+        (json!({"name": "a\u{1b}[31m"}), "name", r"a\u{1b}[31m"),
+        (json!({"name": "nul\u{0}"}), "name", r"nul\u{0}"),
+        (json!({"name": "two\nlines"}), "name", r"two\nlines"),
+        (json!({"name": "bidi\u{202e}"}), "name", r"bidi\u{202e}"),
+        (
+            json!({"name": "t", "labels": "linux\u{1b}[2J docker"}),
+            "labels",
+            r"linux\u{1b}[2J docker",
+        ),
+        (
+            json!({"name": "t", "labels": "'quoted\nlabel'"}),
+            "labels",
+            r"'quoted\nlabel'",
+        ),
+        (
+            json!({"name": "t", "remote_fs": "/home/\u{7}x"}),
+            "remote_fs",
+            r"/home/\u{7}x",
+        ),
+    ] {
+        let e = cfg(input.clone()).resolve().unwrap_err();
+        assert_eq!(e.details.len(), 1, "{input}: {e}");
+        assert_eq!(e.details[0].field, field, "{input}");
+        let text = e.to_string();
+        assert!(text.contains(shown), "{input}: {text}");
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "raw control character in {text:?}"
+        );
+        assert_eq!(text.lines().count(), 2, "one line per problem: {text:?}");
+    }
+    // Spaces, tabs and newlines separate labels.
+    let t = cfg(json!({"name": "t", "labels": "linux\tdocker\ngpu"}))
+        .resolve()
+        .unwrap();
+    assert_eq!(t.labels.to_string(), "docker gpu linux");
+    assert_eq!(escaped("plain text"), "plain text");
+    assert_eq!(escaped("a\u{1b}b\n"), r"a\u{1b}b\n");
+}
+
+#[test]
+fn problems_are_placed_by_index_whatever_the_name() {
+    let configs = vec![
+        cfg(json!({"name": "fine"})),
+        cfg(json!({"name": "x].executors: oops [y", "executors": 0})),
+        cfg(json!({"name": "child", "inherit_from": "x].executors: oops [y"})),
+        cfg(json!({"name": "orphan", "inherit_from": "no\u{1b}body"})),
+    ];
+    let e = resolve_all(&configs).unwrap_err();
+    let placed: Vec<(Option<usize>, &str)> = e
+        .details
+        .iter()
+        .map(|p| (p.index, p.field.as_str()))
+        .collect();
+    assert_eq!(
+        placed,
+        [
+            (Some(1), "name"),
+            (Some(1), "executors"),
+            (Some(2), "executors"),
+            (Some(3), "inherit_from"),
+        ]
+    );
+    assert!(
+        e.problems[1]
+            .starts_with(r#"templates["x].executors: oops [y"].executors: must be at least 1"#),
+        "a name that is not plain is quoted: {:?}",
+        e.problems
+    );
+    assert!(e.problems[3].contains(r"no\u{1b}body"), "{:?}", e.problems);
+    assert_eq!(e.problems.len(), e.details.len());
+}
+
+#[test]
+fn deep_chains_and_many_templates_resolve() {
+    // 2000 deep: each level inherits from the one before.
+    let mut configs = vec![cfg(
+        json!({"name": "t0", "executors": 2, "spec": {"k0": 0}}),
+    )];
+    for i in 1..2000 {
+        configs.push(cfg(json!({
+            "name": format!("t{i}"),
+            "inherit_from": format!("t{}", i - 1),
+            "labels": format!("l{i}"),
+        })));
+    }
+    let out = resolve_all(&configs).unwrap();
+    assert_eq!(out.len(), 2000);
+    assert_eq!(
+        (out[1999].executors, &out[1999].spec),
+        (2, &json!({"k0": 0}))
+    );
+    assert_eq!(out[1999].labels.to_string(), "l1999");
+
+    // Broken at the root: every template of the chain reports it, at its index.
+    configs[0] = cfg(json!({"name": "t0", "executors": 0}));
+    let e = resolve_all(&configs).unwrap_err();
+    assert_eq!(e.details.len(), 2000);
+    assert!(e
+        .details
+        .iter()
+        .enumerate()
+        .all(|(i, p)| p.index == Some(i)));
+
+    // A cycle at the top of a long chain is reported once.
+    configs[0] = cfg(json!({"name": "t0", "inherit_from": "t1999"}));
+    let e = resolve_all(&configs).unwrap_err();
+    assert_eq!(e.details.len(), 1, "{e}");
+    assert!(
+        e.problems[0]
+            .starts_with("templates[t0].inherit_from: inheritance cycle t0 -> t1999 -> t1998"),
+        "{}",
+        &e.problems[0][..80]
+    );
+
+    // 20000 side by side.
+    let flat: Vec<TemplateConfig> = (0..20_000)
+        .map(|i| cfg(json!({"name": format!("t{i}"), "labels": format!("l{i}")})))
+        .collect();
+    assert_eq!(resolve_all(&flat).unwrap().len(), 20_000);
 }

@@ -129,7 +129,8 @@ async fn execute(cli: Cli) -> Result<(), String> {
             return Ok(());
         }
         Command::ImportJcasc { file, output } => {
-            let text = jenkins_cloud_core::files::read_text(file, 16 << 20, "import-jcasc")?;
+            let text = jenkins_cloud_core::files::read_text(file, 16 << 20)
+                .map_err(|e| format!("import-jcasc: {e}"))?;
             let imported = import_jcasc::import(&text, &file.display().to_string())
                 .map_err(|e| e.to_string())?;
             for note in &imported.notes {

@@ -144,3 +144,32 @@ fn ec2_policy_is_scoped_to_owner_tag_subnets_and_ssm_path() {
         "arn:aws:ssm:eu-west-1::parameter/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
     );
 }
+
+/// The policies shown in docs/fargate.md and docs/ec2.md are what
+/// `iam-policy` generates for the example configurations.
+#[test]
+fn the_docs_show_the_generated_policies() {
+    let docs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs");
+    let mut seen = 0;
+    for doc in ["fargate.md", "ec2.md"] {
+        let text = std::fs::read_to_string(docs.join(doc)).unwrap();
+        for (at, _) in text.match_indices("<!-- iam-policy: examples/config/") {
+            let rest = &text[at..];
+            let file = rest["<!-- iam-policy: examples/config/".len()..]
+                .split(" -->")
+                .next()
+                .unwrap();
+            let block = rest.split("```json\n").nth(1).unwrap();
+            let json = block.split("\n```").next().unwrap();
+            let shown: Value = serde_json::from_str(json)
+                .unwrap_or_else(|e| panic!("{doc}: the policy block is not JSON: {e}"));
+            assert_eq!(
+                shown,
+                iam::policy(&load(file)),
+                "{doc} shows another policy than `iam-policy` prints for {file}"
+            );
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, 2, "both docs carry a generated policy");
+}

@@ -21,6 +21,8 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
+use jenkins_cloud_cli::commands::aws::AwsHooks;
+use jenkins_cloud_cli::commands::check::{self, Level};
 use jenkins_cloud_cli::commands::iam;
 use jenkins_cloud_cli::config::Config;
 use jenkins_cloud_core::backend::{
@@ -40,7 +42,7 @@ const AMI_PARAMETER: &str = "/test/jenkins-agent-ami";
 
 /// The configuration whose policy is tested: a Fargate cloud (plain and
 /// batched templates) and an EC2 cloud (warm pool, SSM secrets, AMI by SSM).
-fn config(subnet: &str, sg: &str, image: &str) -> Config {
+fn config(subnet: &str, sg: &str, image: &str, endpoint: &str) -> Config {
     let text = format!(
         r#"owner: ci-iam
 jenkins: {{url: "https://jenkins.example.com/", user: bot, token_env: JC_IAM_ENFORCED_TOKEN}}
@@ -60,6 +62,7 @@ clouds:
   - name: vm
     kind: ec2
     region: us-east-1
+    endpoint_url: "{endpoint}"
     templates:
       - name: pooled
         labels: pooled
@@ -230,7 +233,7 @@ fn agents(prefix: &str, n: usize) -> Vec<AgentLaunch> {
         .collect()
 }
 
-fn endpoint() -> JenkinsEndpoint {
+fn endpoint_of_jenkins() -> JenkinsEndpoint {
     JenkinsEndpoint {
         url: "https://jenkins.example.com/".into(),
         transport: AgentTransport::WebSocket,
@@ -264,7 +267,7 @@ async fn fargate_lifecycle(config: &Config, c: &Clients, owner: &str) -> Vec<Str
         for o in backend
             .launch(LaunchBatch {
                 template: t,
-                jenkins: &endpoint(),
+                jenkins: &endpoint_of_jenkins(),
                 agents: &agents,
             })
             .await
@@ -301,7 +304,7 @@ async fn ec2_lifecycle(config: &Config, c: &Clients, owner: &str) -> Vec<String>
     for o in backend
         .launch(LaunchBatch {
             template: &byid,
-            jenkins: &endpoint(),
+            jenkins: &endpoint_of_jenkins(),
             agents: &agents_by_id,
         })
         .await
@@ -322,7 +325,7 @@ async fn ec2_lifecycle(config: &Config, c: &Clients, owner: &str) -> Vec<String>
         let outcomes = backend
             .launch(LaunchBatch {
                 template: &pooled,
-                jenkins: &endpoint(),
+                jenkins: &endpoint_of_jenkins(),
                 agents: &agents,
             })
             .await;
@@ -468,7 +471,12 @@ fn called_actions(policy_actions: &BTreeSet<String>) -> Vec<String> {
 async fn both_lifecycles_run_on_exactly_the_policys_actions() {
     // The policy depends on the subnet and group ids only in its resources,
     // which moto ignores: its actions are known before the network exists.
-    let policy = iam::policy(&config("subnet-00000000", "sg-00000000", "ami-00000000"));
+    let policy = iam::policy(&config(
+        "subnet-00000000",
+        "sg-00000000",
+        "ami-00000000",
+        "http://127.0.0.1:1",
+    ));
     let granted = actions(&policy);
     let mut users = vec![("full".to_owned(), granted.clone())];
     // Moto can check only what is called by name; implied actions
@@ -484,7 +492,7 @@ async fn both_lifecycles_run_on_exactly_the_policys_actions() {
     let server = own_moto(&[("INITIAL_NO_AUTH_ACTION_COUNT", &count)]).await;
     let endpoint = server.endpoint().to_owned();
     let (subnet, sg, image) = network(&server).await;
-    let config = config(&subnet, &sg, &image);
+    let config = config(&subnet, &sg, &image, &endpoint);
     assert_eq!(actions(&iam::policy(&config)), granted);
     let mut creds = BTreeMap::new();
     for (name, allowed) in &setup.users {
@@ -543,6 +551,53 @@ async fn both_lifecycles_run_on_exactly_the_policys_actions() {
             denials.get().contains_key(operation),
             "without {action} no {operation} call was denied: {:?}",
             denials.get()
+        );
+    }
+    // `check` proves EC2 permissions by dry runs: all allowed with the
+    // policy, each missing one a FAIL naming it. An instance of the
+    // configuration's owner gives the stop/terminate/tag probes a target.
+    let c = clients(&endpoint, creds["full"].clone(), &Denials::default());
+    let api = Arc::new(SdkApi::new(c.ec2.clone(), c.ssm.clone()));
+    let owned = Ec2Backend::with_api(config.owner.clone(), api);
+    let byid = template_of(&config, "byid");
+    let launched = owned
+        .launch(LaunchBatch {
+            template: &byid,
+            jenkins: &endpoint_of_jenkins(),
+            agents: &agents("probe", 1),
+        })
+        .await;
+    assert!(launched[0].result.is_ok(), "{:?}", launched[0].result);
+    let probed = [
+        "ec2:RunInstances",
+        "ec2:StopInstances",
+        "ec2:TerminateInstances",
+        "ec2:CreateTags",
+    ];
+    let check_as = |user: &str| {
+        let hooks = AwsHooks {
+            credentials: Some(creds[user].clone()),
+            no_retries: true,
+            ..AwsHooks::default()
+        };
+        let config = &config;
+        async move { check::check_cloud(config, 1, &hooks).await }
+    };
+    let findings = check_as("full").await;
+    for action in probed {
+        let f = findings
+            .iter()
+            .find(|f| f.subject.contains(&format!("permission {action}")))
+            .unwrap_or_else(|| panic!("no probe of {action}: {findings:#?}"));
+        assert_eq!(f.level, Level::Ok, "{f:?}");
+    }
+    for action in probed {
+        let user = format!("without-{}", action.replace(':', "-"));
+        let findings = check_as(&user).await;
+        assert!(
+            findings.iter().any(|f| f.level == Level::Fail
+                && f.message.starts_with(&format!("{action} is not allowed"))),
+            "check does not name the missing {action}: {findings:#?}"
         );
     }
     println!(

@@ -87,7 +87,7 @@ impl Default for SimulateArgs {
 pub const MAX_INPUT_BYTES: u64 = 256 << 20;
 
 fn read(path: &Path) -> Result<String, String> {
-    jenkins_cloud_core::files::read_text(path, MAX_INPUT_BYTES, "simulator input")
+    jenkins_cloud_core::files::read_text(path, MAX_INPUT_BYTES)
 }
 
 /// The simulator options of `args` (files read and checked; each error names

@@ -20,6 +20,9 @@ pub struct AwsHooks {
     pub static_credentials: bool,
     /// Do not retry failed calls (tests: fail fast).
     pub no_retries: bool,
+    /// These credentials instead of the default chain (tests: a user of the
+    /// emulator's IAM).
+    pub credentials: Option<aws_sdk_ecs::config::Credentials>,
 }
 
 impl AwsHooks {
@@ -30,6 +33,7 @@ impl AwsHooks {
             extra_header: Some((header, account.into())),
             static_credentials: true,
             no_retries: true,
+            credentials: None,
         }
     }
 }
@@ -52,7 +56,9 @@ pub async fn sdk_config(cloud: &CloudSettings, hooks: &AwsHooks) -> SdkConfig {
     if let Some(url) = &cloud.endpoint_url {
         loader = loader.endpoint_url(url);
     }
-    if hooks.static_credentials {
+    if let Some(creds) = &hooks.credentials {
+        loader = loader.credentials_provider(creds.clone());
+    } else if hooks.static_credentials {
         loader = loader.credentials_provider(aws_sdk_ecs::config::Credentials::new(
             "test",
             "test",

@@ -17,7 +17,7 @@ use jenkins_cloud_fargate::FargateSpec;
 use serde::Serialize;
 
 use super::aws::{self, AwsClients, AwsHooks};
-use super::{open_jenkins_client, Access};
+use super::{open_jenkins_client, permissions, Access};
 use crate::config::{CloudKind, CloudSettings, Config};
 
 /// Outcome of one probe.
@@ -57,7 +57,7 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn ok(subject: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn ok(subject: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             level: Level::Ok,
             subject: subject.into(),
@@ -66,7 +66,7 @@ impl Finding {
         }
     }
 
-    fn warn(
+    pub(crate) fn warn(
         subject: impl Into<String>,
         message: impl Into<String>,
         fix: impl Into<String>,
@@ -79,7 +79,7 @@ impl Finding {
         }
     }
 
-    fn fail(
+    pub(crate) fn fail(
         subject: impl Into<String>,
         message: impl Into<String>,
         fix: impl Into<String>,
@@ -362,11 +362,15 @@ pub async fn check_cloud(config: &Config, index: usize, hooks: &AwsHooks) -> Vec
         )],
         CloudKind::Fargate => {
             let clients = aws::clients(cloud, hooks).await;
-            check_fargate(cloud, &prefix, &clients).await
+            let mut out = check_fargate(cloud, &prefix, &clients).await;
+            out.push(permissions::ecs(config, &prefix));
+            out
         }
         CloudKind::Ec2 => {
             let clients = aws::clients(cloud, hooks).await;
-            check_ec2(cloud, &prefix, &clients).await
+            let mut out = check_ec2(cloud, &prefix, &clients).await;
+            out.extend(permissions::ec2(config, cloud, &prefix, &clients).await);
+            out
         }
     }
 }

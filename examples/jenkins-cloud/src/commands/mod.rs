@@ -4,7 +4,8 @@
 //! * [`plan`]: observe and plan, change nothing.
 //! * [`run`]: the daemon, or one pass with `--once`.
 //! * [`iam`]: the least-privilege IAM policy of a configuration.
-//! * [`check`]: probe Jenkins and the clouds with the configuration's settings.
+//! * [`check`]: probe Jenkins and the clouds with the configuration's settings
+//!   ([`permissions`]: its dry-run permission probes).
 //! * [`simulate`]: the simulator, with the `jenkins-cloud-sim` options.
 //! * [`import_jcasc`]: convert amazon-ecs / ec2 plugin clouds from JCasC.
 //! * [`aws`]: AWS clients of a cloud.
@@ -13,6 +14,7 @@ pub mod aws;
 pub mod check;
 pub mod iam;
 pub mod import_jcasc;
+pub mod permissions;
 pub mod plan;
 pub mod run;
 pub mod simulate;
@@ -90,7 +92,10 @@ pub async fn open_backend_with(
     hooks: &AwsHooks,
 ) -> Result<Arc<dyn Backend>, CommandError> {
     let cloud = &config.clouds[index];
-    let hooked = hooks.extra_header.is_some() || hooks.static_credentials || hooks.no_retries;
+    let hooked = hooks.extra_header.is_some()
+        || hooks.static_credentials
+        || hooks.no_retries
+        || hooks.credentials.is_some();
     match cloud.kind {
         CloudKind::Memory => Ok(Arc::new(MemoryBackend::new(config.owner.clone()))),
         CloudKind::Fargate => {

@@ -4,8 +4,22 @@
 //! [`Config::load`] reads and checks a file; [`Config::parse`] does the same for
 //! text. A [`ConfigError`] lists each [`Problem`] with the file, line and field.
 //! The Jenkins API token is never in the file: `jenkins.token_env` names an
-//! environment variable, `jenkins.token_file` a file; it is read only when a
-//! command talks to Jenkins ([`JenkinsSettings::token`]).
+//! environment variable, `jenkins.token_file` a file; it is used only when a
+//! command talks to Jenkins ([`JenkinsSettings::token`]). [`Config::load`]
+//! checks a `token_file` that exists (a regular file of at most
+//! [`MAX_TOKEN_FILE_BYTES`], readable, not empty) by reading it and dropping
+//! what it read.
+//!
+//! Every count has a documented maximum ([`MAX_CAP`] here, and those of
+//! [`jenkins_cloud_core::template_config`]: [`MAX_EXECUTORS`],
+//! [`MAX_MIN_IDLE`], [`MAX_INSTANCE_CAP`], [`MAX_USES`]); larger values are
+//! refused with a problem naming the field. Text taken from the file is shown
+//! with control characters escaped, and URLs without `user:password@`.
+//!
+//! [`MAX_EXECUTORS`]: jenkins_cloud_core::template_config::MAX_EXECUTORS
+//! [`MAX_MIN_IDLE`]: jenkins_cloud_core::template_config::MAX_MIN_IDLE
+//! [`MAX_INSTANCE_CAP`]: jenkins_cloud_core::template_config::MAX_INSTANCE_CAP
+//! [`MAX_USES`]: jenkins_cloud_core::template_config::MAX_USES
 
 mod raw;
 pub mod yaml;
@@ -19,9 +33,52 @@ use jenkins_cloud_core::backend::{AgentTransport, JenkinsEndpoint, OwnerId};
 use jenkins_cloud_core::jenkins::client::DemandMode;
 use jenkins_cloud_core::label::LabelExpr;
 use jenkins_cloud_core::template::AgentTemplate;
+use jenkins_cloud_core::template_config::escaped;
 use jenkins_cloud_core::Secret;
 
 pub use raw::{CloudKind, OnShutdown, StrategyKind};
+
+/// Largest configuration file read: 16 MiB.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Largest `jenkins.token_file` read: 64 KiB.
+pub const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
+/// Largest `caps.global` and `caps.per_label[].max`: 100000 agents.
+pub const MAX_CAP: u32 = 100_000;
+/// Longest cloud name: 64 characters.
+pub const MAX_CLOUD_NAME_LEN: usize = 64;
+/// Longest `poll_interval`: 1 day.
+pub const MAX_POLL_INTERVAL: Duration = Duration::from_secs(86_400);
+/// Longest `orphan_grace`: 365 days.
+pub const MAX_ORPHAN_GRACE: Duration = Duration::from_secs(365 * 86_400);
+
+pub use jenkins_cloud_core::files::read_text as read_bounded;
+
+/// Checks the token file the way [`JenkinsSettings::token`] reads it (the
+/// content is dropped), except that a file that does not exist yet is let
+/// through: it may be mounted only where the daemon runs.
+pub(crate) fn check_token_file(path: &Path) -> Result<(), String> {
+    if matches!(std::fs::symlink_metadata(path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+    {
+        return Ok(());
+    }
+    let token = read_bounded(path, MAX_TOKEN_FILE_BYTES)?;
+    if token.trim().is_empty() {
+        return Err(format!(
+            "`{}` is empty: it must hold the API token",
+            escaped(&path.display().to_string())
+        ));
+    }
+    Ok(())
+}
+
+/// `text` for a terminal: control characters escaped; each line after the
+/// first indented under the problem it belongs to.
+fn shown_lines(text: &str) -> String {
+    text.split('\n')
+        .map(escaped)
+        .collect::<Vec<_>>()
+        .join("\n      ")
+}
 
 /// One problem in the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,20 +103,16 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.problems.len();
-        write!(
-            f,
-            "{}: {n} problem{}",
-            self.file,
-            if n == 1 { "" } else { "s" }
-        )?;
+        let file = escaped(&self.file);
+        write!(f, "{file}: {n} problem{}", if n == 1 { "" } else { "s" })?;
         for p in &self.problems {
             let line = p.line.map(|l| format!(":{l}")).unwrap_or_default();
             let field = if p.field.is_empty() {
                 String::new()
             } else {
-                format!(" {}:", p.field)
+                format!(" {}:", escaped(&p.field))
             };
-            write!(f, "\n  {}{line}:{field} {}", self.file, p.message)?;
+            write!(f, "\n  {file}{line}:{field} {}", shown_lines(&p.message))?;
         }
         Ok(())
     }
@@ -103,11 +156,13 @@ impl JenkinsSettings {
         let value = match &self.token {
             TokenSource::Inline(s) => return Ok(s.clone()),
             TokenSource::Env(var) => std::env::var(var).map_err(|_| {
-                format!("jenkins.token_env: environment variable `{var}` is not set")
+                format!(
+                    "jenkins.token_env: environment variable `{}` is not set",
+                    escaped(var)
+                )
             })?,
-            TokenSource::File(path) => std::fs::read_to_string(path).map_err(|e| {
-                format!("jenkins.token_file: cannot read `{}`: {e}", path.display())
-            })?,
+            TokenSource::File(path) => read_bounded(path, MAX_TOKEN_FILE_BYTES)
+                .map_err(|e| format!("jenkins.token_file: {e}"))?,
         };
         let value = value.trim().to_owned();
         if value.is_empty() {
@@ -181,23 +236,25 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads and checks `path`.
+    /// Reads and checks `path`: a regular file of at most
+    /// [`MAX_CONFIG_BYTES`]. Beyond [`Config::parse`], a `jenkins.token_file`
+    /// that exists is checked as [`JenkinsSettings::token`] would read it.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        let text = read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| ConfigError {
             file: file.clone(),
             problems: vec![Problem {
                 field: String::new(),
                 line: None,
-                message: format!("cannot read the file: {e}"),
+                message: format!("cannot read the configuration: {e}"),
             }],
         })?;
-        Self::parse(&text, &file)
+        raw::check(&text, &file, true)
     }
 
-    /// Checks configuration text; `file` names it in problems.
+    /// Checks configuration text; `file` names it in problems. Reads no file.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        raw::check(text, file)
+        raw::check(text, file, false)
     }
 
     /// Every template with the index of its cloud, in priority order.

@@ -2,21 +2,26 @@
 //! [`Config`]. Each section is deserialized on its own so that one bad section
 //! does not hide the problems of the others.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use jenkins_cloud_core::backend::{Backend, OwnerId};
 use jenkins_cloud_core::jenkins::client::DemandMode;
 use jenkins_cloud_core::label::LabelExpr;
 use jenkins_cloud_core::memory::MemoryBackend;
 use jenkins_cloud_core::template::{Setting, TemplateConfig};
-use jenkins_cloud_core::template_config::{resolve_all, HumanDuration};
+use jenkins_cloud_core::template_config::{escaped, is_hostile, resolve_all, HumanDuration};
 use jenkins_cloud_core::Secret;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::yaml::{join, Document};
-use super::{CloudSettings, Config, ConfigError, JenkinsSettings, Problem, TokenSource};
+use super::{
+    check_token_file, CloudSettings, Config, ConfigError, JenkinsSettings, Problem, TokenSource,
+    MAX_CAP, MAX_CLOUD_NAME_LEN, MAX_ORPHAN_GRACE, MAX_POLL_INTERVAL,
+};
 
 /// Backend kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,13 +95,13 @@ struct RawCaps {
     #[serde(default)]
     global: Option<u32>,
     #[serde(default)]
-    per_label: Vec<RawLabelCap>,
+    per_label: Vec<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawLabelCap {
-    label: LabelExpr,
+    label: String,
     max: u32,
 }
 
@@ -162,25 +167,99 @@ impl Checker<'_> {
         match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(v) => Some(v),
             Err(e) => {
-                let inner = e.path().to_string();
-                let mut field = if inner == "." || inner.is_empty() {
-                    path.to_owned()
-                } else if inner.starts_with('[') {
-                    format!("{path}{inner}")
-                } else {
-                    join(path, &inner)
-                };
-                let message = e.into_inner().to_string();
-                if let Some(unknown) = unknown_field(&message) {
-                    if !field.ends_with(unknown) {
-                        field = join(&field, unknown);
-                    }
-                }
-                self.add(field, message);
+                self.serde_error(e, path);
                 None
             }
         }
     }
+
+    fn serde_error(&mut self, e: serde_path_to_error::Error<serde_json::Error>, path: &str) {
+        let inner = e.path().to_string();
+        let mut field = if inner == "." || inner.is_empty() {
+            path.to_owned()
+        } else if inner.starts_with('[') {
+            format!("{path}{inner}")
+        } else {
+            join(path, &inner)
+        };
+        let message = e.into_inner().to_string();
+        if let Some(unknown) = unknown_field(&message) {
+            if !field.ends_with(unknown) {
+                field = join(&field, unknown);
+            }
+        }
+        self.add(field, message);
+    }
+
+    /// Like [`section`](Self::section) for a mapping, but every field is read
+    /// on its own first, so that each bad field is reported (with its own path
+    /// and line), not only the first one serde meets. Then the fields that
+    /// read well are read together, for what only the whole can tell (a
+    /// required field missing).
+    fn fields<T: DeserializeOwned>(&mut self, value: &Value, path: &str) -> Option<T> {
+        match self.fields_partial(value, path) {
+            (value, None) => value,
+            (_, Some(_)) => None,
+        }
+    }
+
+    /// [`fields`](Self::fields), also giving what the fields that read well
+    /// make on their own: `(value, refused)`, where `refused` is `None` when
+    /// every field read well, else the keys that did (for the value).
+    fn fields_partial<T: DeserializeOwned>(
+        &mut self,
+        value: &Value,
+        path: &str,
+    ) -> (Option<T>, Option<HashSet<String>>) {
+        let Some(obj) = value.as_object() else {
+            return (self.section(value, path), None);
+        };
+        let mut good = Map::new();
+        let mut bad = false;
+        for (key, v) in obj {
+            let one = Value::Object(Map::from_iter([(key.clone(), v.clone())]));
+            match serde_path_to_error::deserialize::<_, T>(one) {
+                Ok(_) => {}
+                // The other fields are missing from a one-field mapping, of course.
+                Err(e) if e.path().iter().next().is_none() && is_missing_field(e.inner()) => {}
+                Err(e) => {
+                    self.serde_error(e, path);
+                    bad = true;
+                    continue;
+                }
+            }
+            good.insert(key.clone(), v.clone());
+        }
+        if !bad {
+            return (self.section(&Value::Object(good), path), None);
+        }
+        let keys: HashSet<String> = good.keys().cloned().collect();
+        let partial = match serde_path_to_error::deserialize::<_, T>(Value::Object(good)) {
+            Ok(v) => Some(v),
+            // Missing because its value was refused: already reported.
+            Err(e)
+                if e.path().iter().next().is_none()
+                    && missing_field(&e.inner().to_string())
+                        .is_some_and(|f| obj.contains_key(f) && !keys.contains(f)) =>
+            {
+                None
+            }
+            Err(e) => {
+                self.serde_error(e, path);
+                None
+            }
+        };
+        (partial, Some(keys))
+    }
+}
+
+fn is_missing_field(e: &serde_json::Error) -> bool {
+    missing_field(&e.to_string()).is_some()
+}
+
+/// The field of serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
 fn unknown_field(message: &str) -> Option<&str> {
@@ -192,8 +271,9 @@ fn get<'v>(obj: &'v Value, key: &str) -> &'v Value {
     obj.get(key).unwrap_or(&Value::Null)
 }
 
-/// Parses and checks the whole document.
-pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
+/// Parses and checks the whole document; with `read_token_file`, a
+/// `jenkins.token_file` that exists is read (and dropped) to check it.
+pub(super) fn check(text: &str, file: &str, read_token_file: bool) -> Result<Config, ConfigError> {
     let doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(message) => {
@@ -233,7 +313,12 @@ pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
 
     let owner = match get(root, "owner") {
         Value::String(s) => OwnerId::new(s.clone())
-            .map_err(|e| c.add("owner", e.to_string()))
+            .map_err(|e| {
+                c.add(
+                    "owner",
+                    format!("invalid owner id `{}`: {}", escaped(s), e.reason),
+                )
+            })
             .ok(),
         Value::Null => {
             c.add(
@@ -247,27 +332,30 @@ pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
             None
         }
     };
-    let jenkins = check_jenkins(&mut c, get(root, "jenkins"));
+    let jenkins = check_jenkins(&mut c, get(root, "jenkins"), read_token_file);
     let strategy: Option<StrategyKind> = match get(root, "strategy") {
         Value::Null => Some(StrategyKind::default()),
         v => c.section(v, "strategy"),
     };
-    let caps: Option<RawCaps> = match get(root, "caps") {
-        Value::Null => Some(RawCaps::default()),
-        v => c.section(v, "caps"),
+    let caps = match get(root, "caps") {
+        Value::Null => Some((None, Vec::new())),
+        v => check_caps(&mut c, v),
     };
-    let poll = duration(&mut c, root, "poll_interval", 10);
-    let grace = duration(&mut c, root, "orphan_grace", 60);
+    let poll = duration(&mut c, root, "poll_interval", 10, MAX_POLL_INTERVAL);
+    let grace = duration(&mut c, root, "orphan_grace", 60, MAX_ORPHAN_GRACE);
     let metrics: Option<RawMetrics> = match get(root, "metrics") {
         Value::Null => Some(RawMetrics::default()),
-        v => c.section(v, "metrics"),
+        v => c.fields(v, "metrics"),
     };
     let metrics_address = metrics.and_then(|m| m.address).and_then(|a| {
         a.parse::<SocketAddr>()
             .map_err(|e| {
                 c.add(
                     "metrics.address",
-                    format!("`{a}` is not host:port ({e}); e.g. `0.0.0.0:9184`"),
+                    format!(
+                        "`{}` is not host:port ({e}); e.g. `0.0.0.0:9184`",
+                        escaped(&a)
+                    ),
                 )
             })
             .ok()
@@ -298,12 +386,8 @@ pub(super) fn check(text: &str, file: &str) -> Result<Config, ConfigError> {
         owner,
         jenkins,
         strategy,
-        global_cap: caps.global,
-        label_caps: caps
-            .per_label
-            .into_iter()
-            .map(|c| (c.label, c.max))
-            .collect(),
+        global_cap: caps.0,
+        label_caps: caps.1,
         poll_interval: poll,
         orphan_grace: grace,
         metrics_address,
@@ -325,13 +409,21 @@ fn duration(
     root: &Value,
     key: &str,
     default_secs: u64,
-) -> Option<std::time::Duration> {
+    max: Duration,
+) -> Option<Duration> {
     match get(root, key) {
-        Value::Null => Some(std::time::Duration::from_secs(default_secs)),
+        Value::Null => Some(Duration::from_secs(default_secs)),
         v => {
             let d: HumanDuration = c.section(v, key)?;
             if d.0.is_zero() {
                 c.add(key, "must be longer than 0s");
+                return None;
+            }
+            if d.0 > max {
+                c.add(
+                    key,
+                    format!("must be at most {}, found {d}", HumanDuration(max)),
+                );
                 return None;
             }
             Some(d.0)
@@ -339,7 +431,92 @@ fn duration(
     }
 }
 
-fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> {
+/// `n` at `field` if it is at most `max`, else a problem naming the bound.
+fn bounded(c: &mut Checker<'_>, field: &str, n: u32, max: u32) -> Option<u32> {
+    if n > max {
+        c.add(field, format!("must be at most {max}, found {n}"));
+        return None;
+    }
+    Some(n)
+}
+
+/// The global cap and the per-label caps, checked.
+type Caps = (Option<u32>, Vec<(LabelExpr, u32)>);
+
+/// The `caps` section: the global cap and the per-label caps, each at most
+/// [`MAX_CAP`], each label expression checked.
+fn check_caps(c: &mut Checker<'_>, value: &Value) -> Option<Caps> {
+    // Fields that read well are checked even when others were refused.
+    let raw: RawCaps = c.fields_partial(value, "caps").0?;
+    let before = c.problems.len();
+    let global = raw
+        .global
+        .and_then(|n| bounded(c, "caps.global", n, MAX_CAP));
+    let mut per_label = Vec::new();
+    for (i, v) in raw.per_label.iter().enumerate() {
+        let path = format!("caps.per_label[{i}]");
+        let Some(cap) = c.fields::<RawLabelCap>(v, &path) else {
+            continue;
+        };
+        let label_field = join(&path, "label");
+        let label = if cap.label.chars().any(is_hostile) {
+            c.add(
+                &label_field,
+                format!(
+                    "`{}` contains a control or invisible character",
+                    escaped(&cap.label)
+                ),
+            );
+            None
+        } else {
+            match cap.label.parse::<LabelExpr>() {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    c.add(&label_field, escaped(&e.to_string()));
+                    None
+                }
+            }
+        };
+        let max = bounded(c, &join(&path, "max"), cap.max, MAX_CAP);
+        if let (Some(label), Some(max)) = (label, max) {
+            per_label.push((label, max));
+        }
+    }
+    if c.problems.len() > before {
+        return None;
+    }
+    Some((global, per_label))
+}
+
+/// A name shown to people (a cloud's): 1 to `max` characters, none of them a
+/// control or invisible character. The problem shows the name escaped.
+fn check_shown_name(c: &mut Checker<'_>, field: &str, name: &str, max: usize) -> bool {
+    let count = name.chars().count();
+    if name.trim().is_empty() || count > max {
+        c.add(
+            field,
+            format!("must be 1 to {max} characters (not only spaces), found {count}"),
+        );
+        return false;
+    }
+    if name.chars().any(is_hostile) {
+        c.add(
+            field,
+            format!(
+                "`{}` contains a control or invisible character (newline, escape…): use plain text",
+                escaped(name)
+            ),
+        );
+        return false;
+    }
+    true
+}
+
+fn check_jenkins(
+    c: &mut Checker<'_>,
+    value: &Value,
+    read_token_file: bool,
+) -> Option<JenkinsSettings> {
     if value.is_null() {
         c.add(
             "jenkins",
@@ -347,7 +524,8 @@ fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> 
         );
         return None;
     }
-    let raw: RawJenkins = c.section(value, "jenkins")?;
+    // Fields that read well are checked even when others were refused.
+    let raw: RawJenkins = c.fields_partial(value, "jenkins").0?;
     let before = c.problems.len();
     check_url(c, "jenkins.url", &raw.url, raw.allow_insecure_http);
     if let Some(agent_url) = &raw.agent_url {
@@ -355,6 +533,14 @@ fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> 
     }
     if raw.user.trim().is_empty() {
         c.add("jenkins.user", "must not be empty");
+    } else if raw.user.chars().any(is_hostile) {
+        c.add(
+            "jenkins.user",
+            format!(
+                "`{}` contains a control or invisible character",
+                escaped(&raw.user)
+            ),
+        );
     }
     let sources = [
         raw.token_env.is_some(),
@@ -374,7 +560,14 @@ fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> 
             None
         }
         (Some(var), _, _) => Some(TokenSource::Env(var)),
-        (_, Some(file), _) => Some(TokenSource::File(file)),
+        (_, Some(file), _) => {
+            if read_token_file {
+                if let Err(e) = check_token_file(&file) {
+                    c.add("jenkins.token_file", e);
+                }
+            }
+            Some(TokenSource::File(file))
+        }
         (_, _, Some(_)) if !raw.allow_inline_token => {
             c.add(
                 "jenkins.token",
@@ -409,30 +602,81 @@ fn check_jenkins(c: &mut Checker<'_>, value: &Value) -> Option<JenkinsSettings> 
     })
 }
 
-fn check_url(c: &mut Checker<'_>, field: &str, text: &str, allow_insecure: bool) {
-    let url = match url::Url::parse(text) {
-        Ok(u) => u,
-        Err(e) => return c.add(field, format!("`{text}` is not a URL: {e}")),
+/// `text` as it may be shown: any `user:password@` replaced by `***@`, and
+/// control characters escaped. Conservative: everything from the scheme up to
+/// the last `@` is hidden, so a password holding `/`, `?` or `#` is hidden too.
+pub(crate) fn shown_url(text: &str) -> String {
+    let text = text.trim();
+    let shown = match text.rfind('@') {
+        Some(at) => {
+            let start = text
+                .find("://")
+                .map(|i| i + 3)
+                .filter(|&i| i <= at)
+                .unwrap_or(0);
+            format!("{}***{}", &text[..start], &text[at..])
+        }
+        None => text.to_owned(),
     };
+    escaped(&shown)
+}
+
+fn check_url(c: &mut Checker<'_>, field: &str, text: &str, allow_insecure: bool) {
+    let shown = shown_url(text);
+    let url = match url::Url::parse(text.trim()) {
+        Ok(u) => u,
+        Err(e) => return c.add(field, format!("`{shown}` is not a URL: {e}")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        c.add(
+            field,
+            format!("`{shown}`: credentials (`user:password@`) in the URL are not allowed: put the user in `jenkins.user` and the token in `token_env` or `token_file`, not in the URL"),
+        );
+    }
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return c.add(field, format!("`{text}` has no host")),
+        None => return c.add(field, format!("`{shown}` has no host")),
     };
     match url.scheme() {
         "https" => {}
         "http" if loopback || allow_insecure => {}
         "http" => c.add(
             field,
-            format!("`{text}` is plain HTTP to a non-loopback host: the API token would travel in clear; use https or set `jenkins.allow_insecure_http: true`"),
+            format!("`{shown}` is plain HTTP to a non-loopback host: the API token would travel in clear; use https or set `jenkins.allow_insecure_http: true`"),
         ),
-        other => c.add(field, format!("unsupported scheme `{other}`: use https")),
+        other => c.add(
+            field,
+            format!("unsupported scheme `{}`: use https", escaped(other)),
+        ),
     }
+    if url.query().is_some() || url.fragment().is_some() {
+        c.add(
+            field,
+            format!("`{shown}` must not have a query (`?…`) or fragment (`#…`): give the controller's base URL"),
+        );
+    }
+}
+
+/// An AWS endpoint override: a URL with a host, http or https, and no
+/// credentials in it.
+fn check_endpoint_url(c: &mut Checker<'_>, field: &str, text: &str) {
+    let shown = shown_url(text);
+    let url = match url::Url::parse(text.trim()) {
+        Ok(u) => u,
+        Err(e) => return c.add(field, format!("`{shown}` is not a URL: {e}")),
+    };
     if !url.username().is_empty() || url.password().is_some() {
         c.add(
             field,
-            "credentials in the URL are not allowed: use `user` and `token_env`",
+            format!("`{shown}`: credentials (`user:password@`) in the URL are not allowed"),
+        );
+    }
+    if url.host().is_none() || !matches!(url.scheme(), "http" | "https") {
+        c.add(
+            field,
+            format!("`{shown}` must be an http or https URL with a host"),
         );
     }
 }
@@ -449,17 +693,26 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
         c.add("clouds", "list at least one cloud");
     }
     let mut out: Vec<CloudSettings> = Vec::new();
-    let mut template_names: Vec<(String, String)> = Vec::new();
+    let mut cloud_names: HashSet<String> = HashSet::new();
+    // Template name → the cloud that defines it first.
+    let mut template_names: HashMap<String, String> = HashMap::new();
     for (i, v) in list.iter().enumerate() {
         let path = format!("clouds[{i}]");
-        let Some(raw) = c.section::<RawCloud>(v, &path) else {
+        // Fields that read well are checked even when others were refused.
+        let Some(raw) = c.fields_partial::<RawCloud>(v, &path).0 else {
             continue;
         };
-        if out.iter().any(|o| o.name == raw.name) {
+        let name_field = join(&path, "name");
+        if check_shown_name(c, &name_field, &raw.name, MAX_CLOUD_NAME_LEN)
+            && !cloud_names.insert(raw.name.clone())
+        {
             c.add(
-                join(&path, "name"),
+                name_field,
                 format!("cloud `{}` is defined more than once", raw.name),
             );
+        }
+        if let Some(url) = &raw.endpoint_url {
+            check_endpoint_url(c, &join(&path, "endpoint_url"), url);
         }
         if raw.kind == CloudKind::Fargate && raw.clusters.is_empty() {
             c.add(
@@ -475,10 +728,11 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
                 Value::Object(Default::default())
             }
         };
-        let mut configs = Vec::new();
+        let mut configs: Vec<Entry> = Vec::new();
         for (j, t) in raw.templates.iter().enumerate() {
             let tpath = format!("{path}.templates[{j}]");
-            if let Some(mut tc) = c.section::<TemplateConfig>(t, &tpath) {
+            let (tc, refused) = c.fields_partial::<TemplateConfig>(t, &tpath);
+            if let Some(mut tc) = tc {
                 if tc.inherit_from.is_none() {
                     let own = tc
                         .spec
@@ -487,7 +741,11 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
                         .unwrap_or(Value::Object(Default::default()));
                     tc.spec = Setting::Set(merge(&own, &defaults));
                 }
-                configs.push((j, tc));
+                configs.push(Entry {
+                    index: j,
+                    config: tc,
+                    good_keys: refused,
+                });
             }
         }
         if raw.templates.is_empty() {
@@ -496,18 +754,23 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
                 "a cloud needs at least one template",
             );
         }
-        let tcs: Vec<TemplateConfig> = configs.iter().map(|(_, t)| t.clone()).collect();
-        let index_of = |name: &str| {
-            configs
-                .iter()
-                .find(|(_, t)| t.name == name)
-                .map(|(j, _)| *j)
-        };
+        let tcs: Vec<TemplateConfig> = configs.iter().map(|e| e.config.clone()).collect();
         let templates = match resolve_all(&tcs) {
             Ok(t) => t,
             Err(e) => {
-                for p in e.problems {
-                    c.add(template_field(&path, &p, &index_of), p);
+                for p in e.details {
+                    // Placed by position, never by name: a name may hold anything.
+                    let Some(entry) = p.index.and_then(|k| configs.get(k)) else {
+                        c.add(join(&path, "templates"), p.to_string());
+                        continue;
+                    };
+                    if !entry.reports(&p.field) {
+                        continue;
+                    }
+                    c.add(
+                        format!("{path}.templates[{}].{}", entry.index, p.field),
+                        format!("template `{}`: {}", escaped(&p.template), p.message),
+                    );
                 }
                 Vec::new()
             }
@@ -515,12 +778,24 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
         let owner = owner
             .cloned()
             .unwrap_or_else(|| OwnerId::new("x").expect("valid"));
-        for t in &templates {
-            let tpath = format!("{path}.templates[{}]", index_of(&t.name).unwrap_or(0));
-            if let Some(prev) = template_names.iter().find(|(n, _)| *n == t.name) {
-                c.add(join(&tpath, "name"), format!("template `{}` is also defined in cloud `{}`: names must be unique across clouds", t.name, prev.1));
+        let tainted = tainted(&configs);
+        // `resolve_all` returns the concrete templates in input order.
+        let concrete = configs
+            .iter()
+            .zip(tainted)
+            .filter(|(e, _)| !e.config.is_abstract);
+        for (t, (entry, tainted)) in templates.iter().zip(concrete) {
+            if tainted {
+                // Built from what read well only: its spec may lack fields.
+                continue;
             }
-            template_names.push((t.name.clone(), raw.name.clone()));
+            let tpath = format!("{path}.templates[{}]", entry.index);
+            match template_names.get(&t.name) {
+                Some(prev) => c.add(join(&tpath, "name"), format!("template `{}` is also defined in cloud `{}`: names must be unique across clouds", t.name, escaped(prev))),
+                None => {
+                    template_names.insert(t.name.clone(), raw.name.clone());
+                }
+            }
             let problems = match raw.kind {
                 CloudKind::Fargate => fargate_problems(t, &raw.clusters),
                 CloudKind::Ec2 => jenkins_cloud_ec2::Ec2Spec::parse(&t.spec)
@@ -532,8 +807,10 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
                     .unwrap_or_default(),
             };
             for p in problems {
-                let field = p.split(':').next().unwrap_or("spec").trim().to_owned();
-                c.add(join(&tpath, &field), format!("template `{}`: {p}", t.name));
+                c.add(
+                    join(&tpath, &backend_field(&p)),
+                    format!("template `{}`: {p}", t.name),
+                );
             }
         }
         out.push(CloudSettings {
@@ -552,6 +829,86 @@ fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> 
     out
 }
 
+/// The field a backend's problem names (`spec.memory: …` → `spec.memory`;
+/// `spec: unknown field `x`…` → `spec.x`).
+fn backend_field(problem: &str) -> String {
+    let (head, rest) = problem.split_once(':').unwrap_or(("spec", ""));
+    let head = head.trim();
+    match unknown_field(rest.trim_start()) {
+        Some(key) if head == "spec" => join(head, key),
+        _ => head.to_owned(),
+    }
+}
+
+/// A template of a cloud as read.
+struct Entry {
+    /// Its position in the cloud's `templates`.
+    index: usize,
+    /// What read well.
+    config: TemplateConfig,
+    /// `None` when every field read well; else the keys that did (the others
+    /// were refused, with a problem each).
+    good_keys: Option<HashSet<String>>,
+}
+
+impl Entry {
+    /// Whether a problem of the resolved template at `field` is reported: all
+    /// are for a template read whole; for one with refused fields, only those
+    /// of the fields it sets and that read well (the others would come from
+    /// the refused values' absence, not from what the file says).
+    fn reports(&self, field: &str) -> bool {
+        let Some(keys) = &self.good_keys else {
+            return true;
+        };
+        let top = field.split(['.', '[']).next().unwrap_or(field);
+        keys.contains(top)
+    }
+}
+
+/// For each entry, whether it or one of its ancestors had refused fields (or
+/// its chain is broken): such templates are not checked against the backend.
+/// Linear: each entry is settled once, parents looked up in a map (the last
+/// definition of a name, as in `resolve_all`).
+fn tainted(entries: &[Entry]) -> Vec<bool> {
+    let by_name: HashMap<&str, usize> = entries
+        .iter()
+        .enumerate()
+        .map(|(k, e)| (e.config.name.as_str(), k))
+        .collect();
+    let mut state: Vec<Option<bool>> = vec![None; entries.len()];
+    for start in 0..entries.len() {
+        let mut path = Vec::new();
+        let mut at = Some(start);
+        let mut seen = HashSet::new();
+        let verdict = loop {
+            let Some(k) = at else { break false };
+            if let Some(v) = state[k] {
+                break v;
+            }
+            if entries[k].good_keys.is_some() || !seen.insert(k) {
+                break true;
+            }
+            path.push(k);
+            at = match &entries[k].config.inherit_from {
+                None => None,
+                Some(parent) => match by_name.get(parent.as_str()) {
+                    Some(&p) => Some(p),
+                    None => break true,
+                },
+            };
+        };
+        if let Some(k) = at {
+            if state[k].is_none() {
+                state[k] = Some(verdict);
+            }
+        }
+        for k in path {
+            state[k] = Some(verdict);
+        }
+    }
+    state.into_iter().map(|v| v.unwrap_or(true)).collect()
+}
+
 fn fargate_problems(t: &jenkins_cloud_core::AgentTemplate, clusters: &[String]) -> Vec<String> {
     let mut problems = jenkins_cloud_fargate::FargateSpec::from_value(&t.spec)
         .err()
@@ -564,21 +921,6 @@ fn fargate_problems(t: &jenkins_cloud_core::AgentTemplate, clusters: &[String]) 
         _ => {}
     }
     problems
-}
-
-/// `templates[linux].executors: …` → `clouds[0].templates[2].executors`.
-fn template_field(path: &str, problem: &str, index_of: &dyn Fn(&str) -> Option<usize>) -> String {
-    let head = problem.split(':').next().unwrap_or("");
-    let Some(rest) = head.strip_prefix("templates[") else {
-        return join(path, "templates");
-    };
-    let Some((name, field)) = rest.split_once(']') else {
-        return join(path, "templates");
-    };
-    match index_of(name) {
-        Some(j) => format!("{path}.templates[{j}]{field}"),
-        None => join(path, "templates"),
-    }
 }
 
 /// `over` merged onto `base`: objects by key, recursively; anything else replaces.

@@ -185,3 +185,114 @@ fn token_from_env_or_file() {
     assert!(missing.contains("JC_SURELY_UNSET_VAR"));
     std::fs::remove_file(dir).ok();
 }
+
+#[test]
+fn urls_are_shown_without_credentials() {
+    use super::raw::shown_url;
+    for (url, shown) in [
+        ("https://jenkins.example/", "https://jenkins.example/"),
+        ("http://bot:TOKEN@host/", "http://***@host/"),
+        ("http://TOKEN@host/", "http://***@host/"),
+        // A password holding `/`, `?` or `@` is hidden whole.
+        ("http://bot:to/k@en@host/x", "http://***@host/x"),
+        ("http://bot:to?k#en@host/", "http://***@host/"),
+        ("bot:TOKEN@host", "***@host"),
+        ("  http://bot:TOKEN@host/  ", "http://***@host/"),
+        ("http://host/\u{1b}[2J", r"http://host/\u{1b}[2J"),
+    ] {
+        assert_eq!(shown_url(url), shown, "{url}");
+    }
+}
+
+#[test]
+fn token_files_are_bounded_when_read_and_checked_at_load() {
+    let dir = std::env::temp_dir().join(format!("jc-token-bound-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let big = dir.join("big");
+    std::fs::write(&big, vec![b'k'; MAX_TOKEN_FILE_BYTES as usize + 1]).unwrap();
+    let settings = JenkinsSettings {
+        url: "https://j/".into(),
+        agent_url: "https://j/".into(),
+        tunnel: None,
+        user: "u".into(),
+        token: TokenSource::File(big.clone()),
+        allow_insecure_http: false,
+        demand_mode: DemandMode::Auto,
+    };
+    let e = settings.token().unwrap_err();
+    assert!(e.starts_with("jenkins.token_file: "), "{e}");
+    assert!(e.contains("more than the 65536"), "{e}");
+    assert!(!e.contains("kkkk"));
+
+    let config = |token_file: &Path| {
+        let text = format!(
+            "owner: ci\njenkins: {{url: \"https://j.example/\", user: u, token_file: \"{}\"}}\nclouds: [{{name: m, kind: memory, templates: [{{name: t}}]}}]\n",
+            token_file.display()
+        );
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, &text).unwrap();
+        (text, path)
+    };
+    // `parse` reads no file; `load` checks the token file.
+    let (text, path) = config(&big);
+    assert!(Config::parse(&text, "c.yaml").is_ok());
+    let e = Config::load(&path).unwrap_err();
+    assert_eq!(e.problems.len(), 1, "{e}");
+    assert_eq!(e.problems[0].field, "jenkins.token_file");
+    assert_eq!(e.problems[0].line, Some(2));
+    // One that does not exist (yet) is let through: `run` reports it.
+    let (_, path) = config(&dir.join("not-mounted-here"));
+    assert!(Config::load(&path).is_ok());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_template_with_refused_fields_keeps_its_other_problems() {
+    let text = r#"owner: ci
+jenkins: {url: "https://j.example/", user: u, token_env: T}
+clouds:
+  - name: mem
+    kind: memory
+    templates:
+      - name: Bad_Name
+        executors: two
+        mode: EXCLUSIVE
+      - name: child
+        inherit_from: Bad_Name
+        labels: x
+"#;
+    let err = Config::parse(text, "t.yaml").unwrap_err();
+    let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+    // The name, which read well, is still checked. Problems of fields the
+    // template does not set (labels, empty in EXCLUSIVE mode) wait until the
+    // refused fields are fixed; the child, which reads well, has none.
+    assert_eq!(
+        fields,
+        [
+            "clouds[0].templates[0].name",
+            "clouds[0].templates[0].executors",
+        ],
+        "{err}"
+    );
+    // A field left out because its value was refused is not reported missing.
+    let text = "owner: ci\njenkins: {url: \"https://j.example/\", user: [u], token_env: T}\nclouds: [{name: m, kind: memory, templates: [{name: t}]}]\n";
+    let err = Config::parse(text, "t.yaml").unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].field, "jenkins.user");
+}
+
+#[test]
+fn problems_are_shown_with_control_characters_escaped() {
+    let err = ConfigError {
+        file: "a\u{1b}.yaml".into(),
+        problems: vec![Problem {
+            field: "clouds[0].x\u{7}".into(),
+            line: Some(3),
+            message: "first\nsecond \u{1b}[2J".into(),
+        }],
+    };
+    assert_eq!(
+        err.to_string(),
+        "a\\u{1b}.yaml: 1 problem\n  a\\u{1b}.yaml:3: clouds[0].x\\u{7}: first\n      second \\u{1b}[2J"
+    );
+}
