@@ -4,12 +4,21 @@
 use std::process::Stdio;
 
 use jenkins_cloud_core::testkit::fake_jenkins::{FakeJenkins, FakeJenkinsConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::process::Command;
 
 const TOKEN: &str = "11aa22bb33cc44dd55ee66ff77889900aa";
 const BIN: &str = env!("CARGO_BIN_EXE_jenkins-cloud");
 
 async fn run(fake: &FakeJenkins, extra: &str, args: &[&str]) -> (bool, String, String) {
+    run_at(fake.url(), TOKEN, extra, args).await
+}
+
+/// Not hex and not shaped like a secret: only removal by value hides it.
+const WORDS_TOKEN: &str = "correct-horse-battery-staple";
+
+async fn run_at(url: &str, token: &str, extra: &str, args: &[&str]) -> (bool, String, String) {
     let dir = std::env::temp_dir().join(format!(
         "jc-hostile-{}-{}",
         std::process::id(),
@@ -29,7 +38,6 @@ clouds:
       - name: linux
         labels: linux
 "#,
-            url = fake.url()
         ),
     )
     .unwrap();
@@ -37,7 +45,7 @@ clouds:
         .arg("--config")
         .arg(&config)
         .args(args)
-        .env("JC_HOSTILE_TOKEN", TOKEN)
+        .env("JC_HOSTILE_TOKEN", token)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .output()
@@ -108,4 +116,106 @@ async fn plan_in_why_mode_writes_nothing_to_jenkins() {
     let (ok, _, stderr) = run(&fake, ", demand_mode: why_parsing", &["check"]).await;
     let _ = (ok, stderr);
     assert_eq!(fake.nodes(), before, "check created or changed nodes");
+}
+
+/// A Jenkins stand-in on loopback answering every request with `respond`'s
+/// bytes (an endless chunked body for `None`).
+async fn hostile(respond: fn(&str) -> Option<String>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+                match respond(&request) {
+                    Some(reply) => {
+                        let _ = sock.write_all(reply.as_bytes()).await;
+                    }
+                    None => {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+                        if sock.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let chunk = format!("{:x}\r\n{}\r\n", 65536, "[".repeat(65536));
+                        // At most 4 GiB, far beyond the limit; stops when the client hangs up.
+                        for _ in 0..65536 {
+                            if sock.write_all(chunk.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}/")
+}
+
+fn reply(status: &str, headers: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{headers}Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// An endless `/computer/api/json` ends `plan` with a clear error at the
+/// limit (before: the process grew to 3.5 GB until the 30 s timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_answer_fails_at_the_limit() {
+    let url = hostile(|request| {
+        (!request.starts_with("GET /computer/api/json"))
+            .then(|| reply("200 OK", "", "{\"items\":[]}"))
+    })
+    .await;
+    let (ok, _, stderr) = run_at(
+        &url,
+        WORDS_TOKEN,
+        ", demand_mode: why_parsing, max_response_bytes: 1048576",
+        &["plan"],
+    )
+    .await;
+    assert!(!ok, "plan must fail");
+    assert!(
+        stderr.contains("larger than 1048576 bytes (jenkins.max_response_bytes)"),
+        "{stderr}"
+    );
+}
+
+/// Error pages that reflect the token, raw or in the basic-auth value, are
+/// printed without it; a redirect is named as one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflected_tokens_are_not_printed_and_redirects_are_named() {
+    let url = hostile(|request| {
+        let auth = request
+            .lines()
+            .find_map(|l| l.strip_prefix("authorization: Basic "))
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        Some(reply(
+            "500 Server Error",
+            "",
+            &format!("<html><body>boom {WORDS_TOKEN} {auth}</body></html>"),
+        ))
+    })
+    .await;
+    let (ok, _, stderr) = run_at(&url, WORDS_TOKEN, ", demand_mode: why_parsing", &["plan"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("boom *** ***"), "{stderr}");
+    assert!(!stderr.contains("correct-horse"), "token printed: {stderr}");
+
+    let url = hostile(|_| {
+        Some(reply(
+            "302 Found",
+            "Location: https://sso.example/login\r\n",
+            "",
+        ))
+    })
+    .await;
+    let (ok, _, stderr) = run_at(&url, WORDS_TOKEN, ", demand_mode: why_parsing", &["plan"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("Jenkins answered 302 to GET"), "{stderr}");
+    assert!(stderr.contains("sso.example/login"), "{stderr}");
 }

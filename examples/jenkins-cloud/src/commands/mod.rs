@@ -158,6 +158,7 @@ pub fn open_jenkins_client(
     jc.allow_insecure_http = config.jenkins.allow_insecure_http;
     jc.demand_mode = demand_mode;
     jc.read_only = access == Access::ReadOnly;
+    jc.max_response_bytes = config.jenkins.max_response_bytes;
     jc.templates = config
         .templates()
         .map(|(_, t)| PlaceholderTemplate::from(t))

@@ -40,6 +40,10 @@ pub use raw::{CloudKind, OnShutdown, StrategyKind};
 
 /// Largest configuration file read: 16 MiB.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Smallest `jenkins.max_response_bytes`: 64 KiB.
+pub const MIN_RESPONSE_BYTES: u64 = 64 << 10;
+/// Largest `jenkins.max_response_bytes`: 1 GiB.
+pub const MAX_RESPONSE_BYTES: u64 = 1 << 30;
 /// Largest `jenkins.token_file` read: 64 KiB.
 pub const MAX_TOKEN_FILE_BYTES: u64 = 64 << 10;
 /// Largest `caps.global` and `caps.per_label[].max`: 100000 agents.
@@ -148,6 +152,9 @@ pub struct JenkinsSettings {
     pub allow_insecure_http: bool,
     /// How demand is read.
     pub demand_mode: DemandMode,
+    /// Largest Jenkins response read (`jenkins.max_response_bytes`, default
+    /// 32 MiB, between [`MIN_RESPONSE_BYTES`] and [`MAX_RESPONSE_BYTES`]).
+    pub max_response_bytes: usize,
 }
 
 impl JenkinsSettings {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jenkins_cloud_core::backend::{Backend, OwnerId};
 use jenkins_cloud_core::jenkins::client::DemandMode;
+use jenkins_cloud_core::jenkins::client::DEFAULT_MAX_RESPONSE_BYTES;
 use jenkins_cloud_core::label::LabelExpr;
 use jenkins_cloud_core::memory::MemoryBackend;
 use jenkins_cloud_core::template::{Setting, TemplateConfig};
@@ -20,7 +21,8 @@ use serde_json::{Map, Value};
 use super::yaml::{join, Document};
 use super::{
     check_token_file, CloudSettings, Config, ConfigError, JenkinsSettings, Problem, TokenSource,
-    MAX_CAP, MAX_CLOUD_NAME_LEN, MAX_ORPHAN_GRACE, MAX_POLL_INTERVAL,
+    MAX_CAP, MAX_CLOUD_NAME_LEN, MAX_ORPHAN_GRACE, MAX_POLL_INTERVAL, MAX_RESPONSE_BYTES,
+    MIN_RESPONSE_BYTES,
 };
 
 /// Backend kinds.
@@ -78,6 +80,8 @@ struct RawJenkins {
     allow_insecure_http: bool,
     #[serde(default)]
     demand_mode: RawDemandMode,
+    #[serde(default)]
+    max_response_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -584,10 +588,22 @@ fn check_jenkins(
             None
         }
     };
+    let max_response_bytes = match raw.max_response_bytes {
+        None => DEFAULT_MAX_RESPONSE_BYTES,
+        Some(n) if (MIN_RESPONSE_BYTES..=MAX_RESPONSE_BYTES).contains(&n) => n as usize,
+        Some(n) => {
+            c.add(
+                "jenkins.max_response_bytes",
+                format!("must be between {MIN_RESPONSE_BYTES} and {MAX_RESPONSE_BYTES}, found {n}"),
+            );
+            DEFAULT_MAX_RESPONSE_BYTES
+        }
+    };
     if c.problems.len() > before {
         return None;
     }
     Some(JenkinsSettings {
+        max_response_bytes,
         agent_url: raw.agent_url.unwrap_or_else(|| raw.url.clone()),
         url: raw.url,
         tunnel: raw.tunnel,

@@ -171,6 +171,7 @@ fn token_from_env_or_file() {
         token,
         allow_insecure_http: false,
         demand_mode: DemandMode::Auto,
+        max_response_bytes: jenkins_cloud_core::jenkins::client::DEFAULT_MAX_RESPONSE_BYTES,
     };
     assert_eq!(
         settings(TokenSource::File(dir.clone()))
@@ -218,6 +219,7 @@ fn token_files_are_bounded_when_read_and_checked_at_load() {
         token: TokenSource::File(big.clone()),
         allow_insecure_http: false,
         demand_mode: DemandMode::Auto,
+        max_response_bytes: jenkins_cloud_core::jenkins::client::DEFAULT_MAX_RESPONSE_BYTES,
     };
     let e = settings.token().unwrap_err();
     assert!(e.starts_with("jenkins.token_file: "), "{e}");
