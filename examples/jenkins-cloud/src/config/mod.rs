@@ -21,6 +21,8 @@
 //! [`MAX_INSTANCE_CAP`]: jenkins_cloud_core::template_config::MAX_INSTANCE_CAP
 //! [`MAX_USES`]: jenkins_cloud_core::template_config::MAX_USES
 
+mod checker;
+mod jenkins;
 mod raw;
 pub mod yaml;
 

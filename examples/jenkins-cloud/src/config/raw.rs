@@ -7,22 +7,19 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use jenkins_cloud_core::backend::{Backend, OwnerId};
-use jenkins_cloud_core::jenkins::client::DemandMode;
-use jenkins_cloud_core::jenkins::client::DEFAULT_MAX_RESPONSE_BYTES;
 use jenkins_cloud_core::label::LabelExpr;
 use jenkins_cloud_core::memory::MemoryBackend;
 use jenkins_cloud_core::template::{Setting, TemplateConfig};
 use jenkins_cloud_core::template_config::{escaped, is_hostile, resolve_all, HumanDuration};
-use jenkins_cloud_core::Secret;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+use super::checker::{get, unknown_field, Checker};
+use super::jenkins::{check_endpoint_url, check_jenkins};
 use super::yaml::{join, Document};
 use super::{
-    check_token_file, CloudSettings, Config, ConfigError, JenkinsSettings, Problem, TokenSource,
-    MAX_CAP, MAX_CLOUD_NAME_LEN, MAX_ORPHAN_GRACE, MAX_POLL_INTERVAL, MAX_RESPONSE_BYTES,
-    MIN_RESPONSE_BYTES,
+    CloudSettings, Config, ConfigError, Problem, MAX_CAP, MAX_CLOUD_NAME_LEN, MAX_ORPHAN_GRACE,
+    MAX_POLL_INTERVAL,
 };
 
 /// Backend kinds.
@@ -57,40 +54,6 @@ pub enum OnShutdown {
     Leave,
     /// Mark every idle-or-busy agent offline so it takes no new builds.
     Drain,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawJenkins {
-    url: String,
-    #[serde(default)]
-    agent_url: Option<String>,
-    #[serde(default)]
-    tunnel: Option<String>,
-    user: String,
-    #[serde(default)]
-    token_env: Option<String>,
-    #[serde(default)]
-    token_file: Option<std::path::PathBuf>,
-    #[serde(default)]
-    token: Option<String>,
-    #[serde(default)]
-    allow_inline_token: bool,
-    #[serde(default)]
-    allow_insecure_http: bool,
-    #[serde(default)]
-    demand_mode: RawDemandMode,
-    #[serde(default)]
-    max_response_bytes: Option<u64>,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum RawDemandMode {
-    #[default]
-    Auto,
-    ScriptConsole,
-    WhyParsing,
 }
 
 #[derive(Deserialize, Default)]
@@ -149,131 +112,6 @@ const TOP_LEVEL: [&str; 10] = [
     "clouds",
     "version",
 ];
-
-struct Checker<'a> {
-    doc: &'a Document,
-    problems: Vec<Problem>,
-}
-
-impl Checker<'_> {
-    fn add(&mut self, field: impl Into<String>, message: impl Into<String>) {
-        let field = field.into();
-        self.problems.push(Problem {
-            line: self.doc.line_of(&field),
-            field,
-            message: message.into(),
-        });
-    }
-
-    /// Deserializes the value at `path` (`Null` when absent), naming the exact
-    /// field of a type error.
-    fn section<T: DeserializeOwned>(&mut self, value: &Value, path: &str) -> Option<T> {
-        match serde_path_to_error::deserialize::<_, T>(value.clone()) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.serde_error(e, path);
-                None
-            }
-        }
-    }
-
-    fn serde_error(&mut self, e: serde_path_to_error::Error<serde_json::Error>, path: &str) {
-        let inner = e.path().to_string();
-        let mut field = if inner == "." || inner.is_empty() {
-            path.to_owned()
-        } else if inner.starts_with('[') {
-            format!("{path}{inner}")
-        } else {
-            join(path, &inner)
-        };
-        let message = e.into_inner().to_string();
-        if let Some(unknown) = unknown_field(&message) {
-            if !field.ends_with(unknown) {
-                field = join(&field, unknown);
-            }
-        }
-        self.add(field, message);
-    }
-
-    /// Like [`section`](Self::section) for a mapping, but every field is read
-    /// on its own first, so that each bad field is reported (with its own path
-    /// and line), not only the first one serde meets. Then the fields that
-    /// read well are read together, for what only the whole can tell (a
-    /// required field missing).
-    fn fields<T: DeserializeOwned>(&mut self, value: &Value, path: &str) -> Option<T> {
-        match self.fields_partial(value, path) {
-            (value, None) => value,
-            (_, Some(_)) => None,
-        }
-    }
-
-    /// [`fields`](Self::fields), also giving what the fields that read well
-    /// make on their own: `(value, refused)`, where `refused` is `None` when
-    /// every field read well, else the keys that did (for the value).
-    fn fields_partial<T: DeserializeOwned>(
-        &mut self,
-        value: &Value,
-        path: &str,
-    ) -> (Option<T>, Option<HashSet<String>>) {
-        let Some(obj) = value.as_object() else {
-            return (self.section(value, path), None);
-        };
-        let mut good = Map::new();
-        let mut bad = false;
-        for (key, v) in obj {
-            let one = Value::Object(Map::from_iter([(key.clone(), v.clone())]));
-            match serde_path_to_error::deserialize::<_, T>(one) {
-                Ok(_) => {}
-                // The other fields are missing from a one-field mapping, of course.
-                Err(e) if e.path().iter().next().is_none() && is_missing_field(e.inner()) => {}
-                Err(e) => {
-                    self.serde_error(e, path);
-                    bad = true;
-                    continue;
-                }
-            }
-            good.insert(key.clone(), v.clone());
-        }
-        if !bad {
-            return (self.section(&Value::Object(good), path), None);
-        }
-        let keys: HashSet<String> = good.keys().cloned().collect();
-        let partial = match serde_path_to_error::deserialize::<_, T>(Value::Object(good)) {
-            Ok(v) => Some(v),
-            // Missing because its value was refused: already reported.
-            Err(e)
-                if e.path().iter().next().is_none()
-                    && missing_field(&e.inner().to_string())
-                        .is_some_and(|f| obj.contains_key(f) && !keys.contains(f)) =>
-            {
-                None
-            }
-            Err(e) => {
-                self.serde_error(e, path);
-                None
-            }
-        };
-        (partial, Some(keys))
-    }
-}
-
-fn is_missing_field(e: &serde_json::Error) -> bool {
-    missing_field(&e.to_string()).is_some()
-}
-
-/// The field of serde's "missing field `x`" message.
-fn missing_field(message: &str) -> Option<&str> {
-    message.strip_prefix("missing field `")?.split('`').next()
-}
-
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
-}
-
-fn get<'v>(obj: &'v Value, key: &str) -> &'v Value {
-    obj.get(key).unwrap_or(&Value::Null)
-}
 
 /// Parses and checks the whole document; with `read_token_file`, a
 /// `jenkins.token_file` that exists is read (and dropped) to check it.
@@ -514,187 +352,6 @@ fn check_shown_name(c: &mut Checker<'_>, field: &str, name: &str, max: usize) ->
         return false;
     }
     true
-}
-
-fn check_jenkins(
-    c: &mut Checker<'_>,
-    value: &Value,
-    read_token_file: bool,
-) -> Option<JenkinsSettings> {
-    if value.is_null() {
-        c.add(
-            "jenkins",
-            "missing: set `url`, `user` and `token_env` or `token_file`",
-        );
-        return None;
-    }
-    // Fields that read well are checked even when others were refused.
-    let raw: RawJenkins = c.fields_partial(value, "jenkins").0?;
-    let before = c.problems.len();
-    check_url(c, "jenkins.url", &raw.url, raw.allow_insecure_http);
-    if let Some(agent_url) = &raw.agent_url {
-        check_url(c, "jenkins.agent_url", agent_url, raw.allow_insecure_http);
-    }
-    if raw.user.trim().is_empty() {
-        c.add("jenkins.user", "must not be empty");
-    } else if raw.user.chars().any(is_hostile) {
-        c.add(
-            "jenkins.user",
-            format!(
-                "`{}` contains a control or invisible character",
-                escaped(&raw.user)
-            ),
-        );
-    }
-    let sources = [
-        raw.token_env.is_some(),
-        raw.token_file.is_some(),
-        raw.token.is_some(),
-    ];
-    let token = match (raw.token_env, raw.token_file, raw.token) {
-        _ if sources.iter().filter(|s| **s).count() > 1 => {
-            c.add(
-                "jenkins",
-                "give only one of `token_env`, `token_file` and `token`",
-            );
-            None
-        }
-        (Some(var), _, _) if var.trim().is_empty() => {
-            c.add("jenkins.token_env", "must name an environment variable");
-            None
-        }
-        (Some(var), _, _) => Some(TokenSource::Env(var)),
-        (_, Some(file), _) => {
-            if read_token_file {
-                if let Err(e) = check_token_file(&file) {
-                    c.add("jenkins.token_file", e);
-                }
-            }
-            Some(TokenSource::File(file))
-        }
-        (_, _, Some(_)) if !raw.allow_inline_token => {
-            c.add(
-                "jenkins.token",
-                "an API token written in the file is refused: use `token_env` or `token_file` (or set `allow_inline_token: true`)",
-            );
-            None
-        }
-        (_, _, Some(t)) => Some(TokenSource::Inline(Secret::new(t))),
-        _ => {
-            c.add(
-                "jenkins",
-                "missing the API token: set `token_env` (a variable name) or `token_file` (a path)",
-            );
-            None
-        }
-    };
-    let max_response_bytes = match raw.max_response_bytes {
-        None => DEFAULT_MAX_RESPONSE_BYTES,
-        Some(n) if (MIN_RESPONSE_BYTES..=MAX_RESPONSE_BYTES).contains(&n) => n as usize,
-        Some(n) => {
-            c.add(
-                "jenkins.max_response_bytes",
-                format!("must be between {MIN_RESPONSE_BYTES} and {MAX_RESPONSE_BYTES}, found {n}"),
-            );
-            DEFAULT_MAX_RESPONSE_BYTES
-        }
-    };
-    if c.problems.len() > before {
-        return None;
-    }
-    Some(JenkinsSettings {
-        max_response_bytes,
-        agent_url: raw.agent_url.unwrap_or_else(|| raw.url.clone()),
-        url: raw.url,
-        tunnel: raw.tunnel,
-        user: raw.user,
-        token: token?,
-        allow_insecure_http: raw.allow_insecure_http,
-        demand_mode: match raw.demand_mode {
-            RawDemandMode::Auto => DemandMode::Auto,
-            RawDemandMode::ScriptConsole => DemandMode::ScriptConsole,
-            RawDemandMode::WhyParsing => DemandMode::WhyParsing,
-        },
-    })
-}
-
-/// `text` as it may be shown: any `user:password@` replaced by `***@`, and
-/// control characters escaped. Conservative: everything from the scheme up to
-/// the last `@` is hidden, so a password holding `/`, `?` or `#` is hidden too.
-pub(crate) fn shown_url(text: &str) -> String {
-    let text = text.trim();
-    let shown = match text.rfind('@') {
-        Some(at) => {
-            let start = text
-                .find("://")
-                .map(|i| i + 3)
-                .filter(|&i| i <= at)
-                .unwrap_or(0);
-            format!("{}***{}", &text[..start], &text[at..])
-        }
-        None => text.to_owned(),
-    };
-    escaped(&shown)
-}
-
-fn check_url(c: &mut Checker<'_>, field: &str, text: &str, allow_insecure: bool) {
-    let shown = shown_url(text);
-    let url = match url::Url::parse(text.trim()) {
-        Ok(u) => u,
-        Err(e) => return c.add(field, format!("`{shown}` is not a URL: {e}")),
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        c.add(
-            field,
-            format!("`{shown}`: credentials (`user:password@`) in the URL are not allowed: put the user in `jenkins.user` and the token in `token_env` or `token_file`, not in the URL"),
-        );
-    }
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return c.add(field, format!("`{shown}` has no host")),
-    };
-    match url.scheme() {
-        "https" => {}
-        "http" if loopback || allow_insecure => {}
-        "http" => c.add(
-            field,
-            format!("`{shown}` is plain HTTP to a non-loopback host: the API token would travel in clear; use https or set `jenkins.allow_insecure_http: true`"),
-        ),
-        other => c.add(
-            field,
-            format!("unsupported scheme `{}`: use https", escaped(other)),
-        ),
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        c.add(
-            field,
-            format!("`{shown}` must not have a query (`?…`) or fragment (`#…`): give the controller's base URL"),
-        );
-    }
-}
-
-/// An AWS endpoint override: a URL with a host, http or https, and no
-/// credentials in it.
-fn check_endpoint_url(c: &mut Checker<'_>, field: &str, text: &str) {
-    let shown = shown_url(text);
-    let url = match url::Url::parse(text.trim()) {
-        Ok(u) => u,
-        Err(e) => return c.add(field, format!("`{shown}` is not a URL: {e}")),
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        c.add(
-            field,
-            format!("`{shown}`: credentials (`user:password@`) in the URL are not allowed"),
-        );
-    }
-    if url.host().is_none() || !matches!(url.scheme(), "http" | "https") {
-        c.add(
-            field,
-            format!("`{shown}` must be an http or https URL with a host"),
-        );
-    }
 }
 
 fn check_clouds(c: &mut Checker<'_>, value: &Value, owner: Option<&OwnerId>) -> Vec<CloudSettings> {

@@ -189,7 +189,7 @@ fn token_from_env_or_file() {
 
 #[test]
 fn urls_are_shown_without_credentials() {
-    use super::raw::shown_url;
+    use super::jenkins::shown_url;
     for (url, shown) in [
         ("https://jenkins.example/", "https://jenkins.example/"),
         ("http://bot:TOKEN@host/", "http://***@host/"),
