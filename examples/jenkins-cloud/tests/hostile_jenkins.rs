@@ -219,3 +219,41 @@ async fn reflected_tokens_are_not_printed_and_redirects_are_named() {
     assert!(stderr.contains("Jenkins answered 302 to GET"), "{stderr}");
     assert!(stderr.contains("sso.example/login"), "{stderr}");
 }
+
+/// Two of our nodes reporting `numExecutors: 4294967295` (before: `attempt to
+/// add with overflow` in the planner): `plan` answers, with the queue covered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_with_absurd_executor_counts_do_not_crash_the_plan() {
+    use jenkins_cloud_core::backend::OwnerId;
+    use jenkins_cloud_core::jenkins::NodeMarker;
+    use jenkins_cloud_core::label::LabelSet;
+    use jenkins_cloud_core::template::NodeMode;
+    use jenkins_cloud_core::testkit::fake_jenkins::FakeNode;
+
+    let fake = FakeJenkins::start(FakeJenkinsConfig::default()).await;
+    for name in ["ci-hostile-linux-aaaaaa", "ci-hostile-linux-bbbbbb"] {
+        let marker = NodeMarker {
+            owner: OwnerId::new("ci-hostile").unwrap(),
+            template: "linux".into(),
+            created_at_ms: 1,
+        };
+        fake.add_node(FakeNode {
+            name: name.into(),
+            description: marker.to_description(),
+            labels: LabelSet::parse("linux"),
+            executors: u32::MAX,
+            mode: NodeMode::Normal,
+            remote_fs: "/home/jenkins/agent".into(),
+            web_socket: true,
+            temporarily_offline: false,
+            offline_reason: None,
+            connection: None,
+            created_via: "form",
+        });
+    }
+    fake.queue_freestyle("a", "linux");
+    let (ok, stdout, stderr) = run(&fake, "", &["plan", "--format", "json"]).await;
+    assert!(ok, "plan failed: {stderr}");
+    let plan: serde_json::Value = serde_json::from_str(&stdout).expect("plan JSON");
+    assert_eq!(plan["agents"].as_array().map(Vec::len), Some(2), "{plan}");
+}

@@ -169,7 +169,10 @@ pub(crate) fn queue_json(s: &State, base: &str, admin: bool, tree: Option<&str>)
 pub(crate) fn computer_json(s: &State, base: &str, n: &FakeNode, tree: Option<&str>) -> Value {
     let with_exec = tree.is_some_and(|t| t.contains("executors["));
     let running: Vec<&FakeBuild> = s.builds.iter().filter(|b| b.node == n.name).collect();
-    let executors: Vec<Value> = (0..n.executors as usize)
+    // A node may claim any `numExecutors` (a broken controller's answer);
+    // its list is capped at 64 idle entries beyond the running builds.
+    let listed = (n.executors as usize).min(running.len() + 64);
+    let executors: Vec<Value> = (0..listed)
         .map(|i| match (with_exec, running.get(i)) {
             (false, _) => json!({}),
             (true, Some(b)) => {
