@@ -152,13 +152,14 @@ pub fn options(args: &SimulateArgs) -> Result<SimOptions, String> {
 }
 
 /// Runs the simulation and returns what to print on stdout (the table or the
-/// JSON report); writes the SVG chart when asked. Progress goes to stderr
-/// unless `quiet`.
+/// JSON report); writes the SVG chart when asked. A progress line goes to
+/// stderr unless `quiet` or stderr is not a terminal (captured output gets no
+/// carriage returns or escape sequences).
 pub fn simulate(args: &SimulateArgs) -> Result<String, String> {
-    use std::io::Write as _;
+    use std::io::{IsTerminal as _, Write as _};
     let options = options(args)?;
     let started = std::time::Instant::now();
-    let quiet = args.quiet;
+    let quiet = args.quiet || !std::io::stderr().is_terminal();
     let result = crate::run_with_progress(&options, |progress| {
         if quiet {
             return;
