@@ -50,6 +50,7 @@ clouds:
   - name: fargate
     kind: fargate
     region: us-east-1
+    endpoint_url: "{endpoint}"
     clusters: [iam]
     defaults: {{cluster: iam, subnets: [{subnet}], security_groups: [{sg}]}}
     templates:
@@ -69,7 +70,7 @@ clouds:
         spec: {{ami: {{ssm_parameter: "{AMI_PARAMETER}"}}, instance_types: [t3.micro], subnets: [{subnet}], security_groups: [{sg}], warm_pool: true}}
       - name: byid
         labels: byid
-        spec: {{ami: {{id: "{image}"}}, root_volume: {{size_gib: 30}}, instance_types: [t3.micro], subnets: [{subnet}], security_groups: [{sg}]}}
+        spec: {{ami: {{id: "{image}"}}, root_volume: {{size_gib: 30}}, spot: {{fallback_to_on_demand: true}}, instance_types: [t3.micro], subnets: [{subnet}], security_groups: [{sg}]}}
 "#
     );
     Config::parse(&text, "iam-enforced.yaml").unwrap_or_else(|e| panic!("{e}"))
@@ -297,8 +298,8 @@ async fn ec2_lifecycle(config: &Config, c: &Clients, owner: &str) -> Vec<String>
     let backend = Ec2Backend::with_api(OwnerId::new(owner).unwrap(), api);
     let pooled = template_of(config, "pooled");
     let mut failures = Vec::new();
-    // An image by id with a root volume (DescribeImages for its root
-    // device), launched and terminated for good.
+    // A spot instance from an image by id with a root volume (DescribeImages
+    // for its root device), launched and terminated for good.
     let byid = template_of(config, "byid");
     let agents_by_id = agents(&format!("{owner}-id"), 1);
     for o in backend
@@ -482,7 +483,15 @@ async fn both_lifecycles_run_on_exactly_the_policys_actions() {
     // Moto can check only what is called by name; implied actions
     // (tag-on-create, iam:PassRole) are checked against AWS's documentation.
     let checkable = called_actions(&granted);
-    for action in &checkable {
+    // `check`'s own probes (DescribeClusters, DescribeSubnets…): proven by
+    // running `check` itself.
+    let check_only: Vec<String> = granted
+        .iter()
+        .filter(|a| !checkable.contains(a) && !a.starts_with("iam:"))
+        .filter(|a| a.as_str() != "ecs:TagResource")
+        .cloned()
+        .collect();
+    for action in checkable.iter().chain(&check_only) {
         let mut less = granted.clone();
         less.remove(action);
         users.push((format!("without-{}", action.replace(':', "-")), less));
@@ -600,9 +609,48 @@ async fn both_lifecycles_run_on_exactly_the_policys_actions() {
             "check does not name the missing {action}: {findings:#?}"
         );
     }
+    // `check` of both clouds with the whole policy: no FAIL; without one of
+    // its probes' actions: a FAIL.
+    let fails: Vec<_> = check_as("full")
+        .await
+        .into_iter()
+        .filter(|f| f.level == Level::Fail)
+        .collect();
+    assert!(
+        fails.is_empty(),
+        "ec2 check with the whole policy: {fails:#?}"
+    );
+    let fargate_as = |user: &str| {
+        let hooks = AwsHooks {
+            credentials: Some(creds[user].clone()),
+            no_retries: true,
+            ..AwsHooks::default()
+        };
+        let config = &config;
+        async move { check::check_cloud(config, 0, &hooks).await }
+    };
+    let fails: Vec<_> = fargate_as("full")
+        .await
+        .into_iter()
+        .filter(|f| f.level == Level::Fail)
+        .collect();
+    assert!(
+        fails.is_empty(),
+        "fargate check with the whole policy: {fails:#?}"
+    );
+    for action in &check_only {
+        let user = format!("without-{}", action.replace(':', "-"));
+        let mut findings = fargate_as(&user).await;
+        findings.extend(check_as(&user).await);
+        assert!(
+            findings.iter().any(|f| f.level == Level::Fail),
+            "check does not fail without {action}: {findings:#?}"
+        );
+    }
     println!(
-        "IAM enforced on moto: {} actions granted, lifecycles denied nothing; each of {} called actions removed is denied",
+        "IAM enforced on moto: {} actions granted, lifecycles and check denied nothing; each of {} called actions removed is denied, each of {} check-only actions removed fails check",
         granted.len(),
-        checkable.len()
+        checkable.len(),
+        check_only.len()
     );
 }
