@@ -83,7 +83,7 @@ fn a_thousand_seeded_chaos_runs_keep_every_invariant() {
         "chaos: {} runs ({} failed) in {:.1} s wall, {:.0} simulated hours; {} passes, {} builds \
          ({} re-queued after agent loss), {} instances launched; faults: {} backend (+{} slow), \
          {} Jenkins (+{} slow, {} while down), {} backend retries; {} restarts ({} killed mid-pass), \
-         {} spot interruptions, {} passes skipped on observe errors, {} passes with the cloud unreadable (its templates frozen, untouched), {} resources of a broken template failed before connecting in {} runs, caps reached in {} runs, {} one-shot agents reused \
+         {} spot interruptions, {} passes skipped on observe errors, {} passes with the cloud unreadable (its templates frozen, untouched), {} resources of a broken template failed before connecting in {} runs, {} clean passes checked for spill, caps reached in {} runs, {} one-shot agents reused \
          after a blind spell; warm pool in {} runs: {} restarts of stopped instances (cloud ids reused), \
          {} stops into the pool, {} interruptions refused by pool members",
         total.runs + failures.len() as u64,
@@ -107,6 +107,7 @@ fn a_thousand_seeded_chaos_runs_keep_every_invariant() {
         total.frozen_passes,
         total.broken_failures,
         total.broken_runs,
+        total.spill_checks,
         total.runs_at_cap,
         total.oneshot_reused,
         total.pool_runs,

@@ -59,6 +59,8 @@ pub struct Figures {
     pub broken_failures: u64,
     /// Runs with a `broken` template.
     pub broken_runs: u64,
+    /// Clean passes of seeds with `overflow` where spill was checked.
+    pub spill_checks: u64,
     /// Runs in which a cap was reached at some pass.
     pub runs_at_cap: u64,
     /// Second builds on one-shot agents the loop could not see or drain in time.
@@ -90,6 +92,7 @@ impl AddAssign for Figures {
         self.frozen_passes += o.frozen_passes;
         self.broken_failures += o.broken_failures;
         self.broken_runs += o.broken_runs;
+        self.spill_checks += o.spill_checks;
         self.runs_at_cap += o.runs_at_cap;
         self.oneshot_reused += o.oneshot_reused;
         self.simulated += o.simulated;
@@ -201,6 +204,11 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
                     troubled_pass |= !report.act.errors.is_empty();
                     fig.frozen_passes += check_frozen_untouched(&r, &report, &before)
                         .map_err(|e| format!("faulty phase: {e}"))?;
+                    if report.act.errors.is_empty() {
+                        fig.spill_checks += check_spill(&w, &r, &report)
+                            .await
+                            .map_err(|e| format!("faulty phase: {e}"))?;
+                    }
                 }
             }
         }
@@ -301,6 +309,71 @@ pub async fn run(seed: u64) -> Result<Figures, String> {
     fig.simulated = start.elapsed();
     check_launch_bound(&w, &fig)?;
     Ok(fig)
+}
+
+/// No `linux` build the pass saw is left waiting without an agent coming
+/// while `overflow` (same labels, later in the configuration) has room: the
+/// demand spilled. Checked after clean passes (no failed step, every cloud
+/// read, `overflow` healthy); returns 1 when it was checked.
+async fn check_spill(w: &World, r: &Reconciler, report: &PassReport) -> Result<u64, String> {
+    use jenkins_cloud_core::jenkins::Requirement;
+    use jenkins_cloud_core::lifecycle::AgentState;
+    let Some(cap) = w.overflow_cap else {
+        return Ok(0);
+    };
+    if r.cloud_reads().iter().any(|c| !c.ok())
+        || r.health()
+            .iter()
+            .any(|h| h.template == "overflow" && !h.healthy)
+    {
+        return Ok(0);
+    }
+    let pair = |t: &str| t == "linux" || t == "overflow";
+    let alive = |t: Option<&str>| {
+        r.agents()
+            .filter(|a| t.is_none_or(|t| a.template == t) && a.state.counts_against_cap())
+            .count() as u32
+    };
+    if alive(Some("overflow")) >= cap || alive(None) >= w.global_cap {
+        return Ok(0);
+    }
+    let seen: BTreeSet<u64> = report
+        .plan
+        .demand
+        .iter()
+        .filter(|d| pair(&d.template))
+        .flat_map(|d| d.items.iter().copied())
+        .collect();
+    let queue = w
+        .jenkins
+        .demand()
+        .await
+        .map_err(|e| format!("reading the queue: {e}"))?;
+    let waiting = queue
+        .items
+        .iter()
+        .filter(|i| seen.contains(&i.id) && matches!(i.requirement, Requirement::Label(_)))
+        .count();
+    let coming = r
+        .agents()
+        .filter(|a| {
+            pair(&a.template)
+                && matches!(
+                    a.state,
+                    AgentState::Requested
+                        | AgentState::Launching
+                        | AgentState::Starting
+                        | AgentState::Idle
+                )
+        })
+        .count();
+    if waiting > coming {
+        return Err(format!(
+            "{waiting} linux builds wait with {coming} agents coming while `overflow` has room ({}/{cap})",
+            alive(Some("overflow"))
+        ));
+    }
+    Ok(1)
 }
 
 /// A pass that could not read the backend froze its templates: it launched,

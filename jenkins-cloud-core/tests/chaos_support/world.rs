@@ -73,6 +73,9 @@ pub struct World {
     /// a template whose every resource dies before its agent connects (an
     /// image that cannot be pulled) while the faults last.
     pub broken_items: u64,
+    /// The instance cap of the `overflow` template, in a third of the seeds:
+    /// same labels as `linux`, after it in the configuration.
+    pub overflow_cap: Option<u32>,
     incarnation: u64,
 }
 
@@ -293,6 +296,16 @@ impl World {
         } else {
             0
         };
+        // Drawn last too: in a third of the seeds a second template takes
+        // the `linux` builds the first cannot take (spill).
+        let overflow_cap = (rng.u32(0..3) == 0).then(|| {
+            let cap = rng.u32(1..=3);
+            let mut t = AgentTemplate::new("overflow", LabelSet::parse("linux docker"));
+            t.instance_cap = Some(cap);
+            t.retention.idle_timeout = Some(Duration::from_secs(120));
+            templates.push(t);
+            cap
+        });
         let foreign_instance = foreign_resources(&cloud, &jenkins).await;
         Self {
             seed,
@@ -314,6 +327,7 @@ impl World {
             t0: tokio::time::Instant::now(),
             warm_pool,
             broken_items,
+            overflow_cap,
             incarnation: 0,
         }
     }
