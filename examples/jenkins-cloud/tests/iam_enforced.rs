@@ -583,16 +583,17 @@ async fn both_lifecycles_run_on_exactly_the_policys_actions() {
         "ec2:TerminateInstances",
         "ec2:CreateTags",
     ];
-    let check_as = |user: &str| {
+    // `check` of cloud `index` (0: Fargate, 1: EC2) as `user`.
+    let check_as = |user: &str, index: usize| {
         let hooks = AwsHooks {
             credentials: Some(creds[user].clone()),
             no_retries: true,
             ..AwsHooks::default()
         };
         let config = &config;
-        async move { check::check_cloud(config, 1, &hooks).await }
+        async move { check::check_cloud(config, index, &hooks).await }
     };
-    let findings = check_as("full").await;
+    let findings = check_as("full", 1).await;
     for action in probed {
         let f = findings
             .iter()
@@ -602,7 +603,7 @@ async fn both_lifecycles_run_on_exactly_the_policys_actions() {
     }
     for action in probed {
         let user = format!("without-{}", action.replace(':', "-"));
-        let findings = check_as(&user).await;
+        let findings = check_as(&user, 1).await;
         assert!(
             findings.iter().any(|f| f.level == Level::Fail
                 && f.message.starts_with(&format!("{action} is not allowed"))),
@@ -611,37 +612,14 @@ async fn both_lifecycles_run_on_exactly_the_policys_actions() {
     }
     // `check` of both clouds with the whole policy: no FAIL; without one of
     // its probes' actions: a FAIL.
-    let fails: Vec<_> = check_as("full")
-        .await
-        .into_iter()
-        .filter(|f| f.level == Level::Fail)
-        .collect();
-    assert!(
-        fails.is_empty(),
-        "ec2 check with the whole policy: {fails:#?}"
-    );
-    let fargate_as = |user: &str| {
-        let hooks = AwsHooks {
-            credentials: Some(creds[user].clone()),
-            no_retries: true,
-            ..AwsHooks::default()
-        };
-        let config = &config;
-        async move { check::check_cloud(config, 0, &hooks).await }
-    };
-    let fails: Vec<_> = fargate_as("full")
-        .await
-        .into_iter()
-        .filter(|f| f.level == Level::Fail)
-        .collect();
-    assert!(
-        fails.is_empty(),
-        "fargate check with the whole policy: {fails:#?}"
-    );
+    let mut all = findings;
+    all.extend(check_as("full", 0).await);
+    let fails: Vec<_> = all.iter().filter(|f| f.level == Level::Fail).collect();
+    assert!(fails.is_empty(), "check with the whole policy: {fails:#?}");
     for action in &check_only {
         let user = format!("without-{}", action.replace(':', "-"));
-        let mut findings = fargate_as(&user).await;
-        findings.extend(check_as(&user).await);
+        let mut findings = check_as(&user, 0).await;
+        findings.extend(check_as(&user, 1).await);
         assert!(
             findings.iter().any(|f| f.level == Level::Fail),
             "check does not fail without {action}: {findings:#?}"
