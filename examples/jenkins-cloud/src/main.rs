@@ -80,6 +80,10 @@ enum Command {
         /// Write the configuration here instead of stdout.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Keep JCasC variables (`${VAR}`) in fields copied as text instead
+        /// of resolving them from the environment now.
+        #[arg(long)]
+        keep_variables: bool,
     },
 }
 
@@ -131,13 +135,29 @@ async fn execute(cli: Cli) -> Result<(), String> {
             print!("{out}");
             return Ok(());
         }
-        Command::ImportJcasc { file, output } => {
+        Command::ImportJcasc {
+            file,
+            output,
+            keep_variables,
+        } => {
             let text = jenkins_cloud_core::files::read_text(file, 16 << 20)
                 .map_err(|e| format!("import-jcasc: {e}"))?;
-            let imported = import_jcasc::import(&text, &file.display().to_string())
-                .map_err(|e| e.to_string())?;
+            let options = import_jcasc::ImportOptions {
+                keep_variables: *keep_variables,
+            };
+            let imported = import_jcasc::import_with(
+                &text,
+                &file.display().to_string(),
+                &options,
+                &jenkins_cloud_cli::config::process_env,
+            )
+            .map_err(|e| e.to_string())?;
             for note in &imported.notes {
                 eprintln!("{note}");
+            }
+            eprintln!("\nBefore the first run:");
+            for (i, step) in imported.checklist.iter().enumerate() {
+                eprintln!("  {}. {step}", i + 1);
             }
             match output {
                 Some(path) => std::fs::write(path, &imported.yaml)

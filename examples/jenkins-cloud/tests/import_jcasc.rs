@@ -23,8 +23,8 @@ fn ecs_plugin_cloud_converts_to_a_fargate_cloud() {
     let config = Config::parse(&out.yaml, "imported.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.jenkins.url, "https://jenkins.example.com/");
     assert_eq!(
-        config.jenkins.tunnel.as_deref(),
-        Some("jenkins-agents.example.com:50000")
+        config.jenkins.tunnel, None,
+        "the tunnel is replaced by WebSocket"
     );
     assert_eq!(config.clouds.len(), 1);
     let cloud = &config.clouds[0];
@@ -80,6 +80,16 @@ fn ecs_plugin_cloud_converts_to_a_fargate_cloud() {
     );
     assert!(has_note(
         n,
+        "jenkins.clouds[0].ecs.tunnel",
+        "replaced by WebSocket"
+    ));
+    assert!(
+        out.checklist.iter().any(|s| s.contains("jenkins-agents.example.com:50000") && s.contains("WebSocket")),
+        "{:#?}",
+        out.checklist
+    );
+    assert!(has_note(
+        n,
         "jenkins.clouds[0].ecs.templates[0].memoryReservation",
         "not carried"
     ));
@@ -129,7 +139,8 @@ fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
     assert_eq!(docker.spec["subnets"].as_array().unwrap().len(), 2);
     assert_eq!(
         docker.spec["security_groups"],
-        serde_json::json!(["sg-0123456789abcdef0"])
+        serde_json::json!(["sg-0123456789abcdef0", "build-agents"]),
+        "names are carried and resolved at launch"
     );
     assert_eq!(docker.spec["instance_profile"], "jenkins-agent");
     assert_eq!(docker.spec["spot"]["max_price"], "0.05");
@@ -145,13 +156,14 @@ fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
 
     let n = &out.notes;
     let t0 = "jenkins.clouds[0].amazonEC2.templates[0]";
-    for field in ["ebsOptimized", "amiType", "userData", "remoteAdmin"] {
+    assert!(has_note(n, &format!("{t0}.amiType"), "SSH settings are not used"));
+    for field in ["ebsOptimized", "userData", "remoteAdmin"] {
         assert!(
             has_note(n, &format!("{t0}.{field}"), "not carried"),
             "{field}: {n:#?}"
         );
     }
-    assert!(has_note(n, &format!("{t0}.securityGroups"), "build-agents"));
+    assert!(has_note(n, &format!("{t0}.securityGroups"), "build-agents given by name"));
     assert!(has_note(
         n,
         "jenkins.clouds[0].amazonEC2.sshKeysCredentialsId",
@@ -168,7 +180,7 @@ fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
 #[test]
 fn a_file_without_convertible_clouds_is_a_clear_error() {
     let err = import("jenkins:\n  systemMessage: hi\n", "j.yaml").unwrap_err();
-    assert!(err.0.contains("jenkins.clouds"), "{err}");
+    assert!(err.0.contains("jenkins.clouds") && err.0.contains("top-level list"), "{err}");
     let err = import(
         "jenkins:\n  clouds:\n    - kubernetes: {name: k}\n",
         "j.yaml",
@@ -197,6 +209,8 @@ fn the_command_writes_the_file_and_notes_on_stderr() {
     assert!(output.status.success(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("ebsOptimized: not carried"), "{stderr}");
+    assert!(stderr.contains("Before the first run:\n  1. "), "{stderr}");
+    assert!(stderr.contains("JENKINS_API_TOKEN"), "{stderr}");
     Config::load(&out_path).unwrap_or_else(|e| panic!("{e}"));
     std::fs::remove_dir_all(&dir).ok();
 }

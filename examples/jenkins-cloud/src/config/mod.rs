@@ -22,6 +22,7 @@
 //! [`MAX_USES`]: jenkins_cloud_core::template_config::MAX_USES
 
 mod checker;
+pub mod interpolate;
 mod jenkins;
 mod raw;
 pub mod yaml;
@@ -258,12 +259,22 @@ impl Config {
                 message: format!("cannot read the configuration: {e}"),
             }],
         })?;
-        raw::check(&text, &file, true)
+        raw::check(&text, &file, true, &process_env)
     }
 
     /// Checks configuration text; `file` names it in problems. Reads no file.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
-        raw::check(text, file, false)
+        raw::check(text, file, false, &process_env)
+    }
+
+    /// [`Config::parse`] with variables (`${VAR}`) taken from `env` instead
+    /// of the process environment.
+    pub fn parse_with_env(
+        text: &str,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        raw::check(text, file, false, env)
     }
 
     /// Every template with the index of its cloud, in priority order.
@@ -273,6 +284,11 @@ impl Config {
             .enumerate()
             .flat_map(|(i, c)| c.templates.iter().map(move |t| (i, t)))
     }
+}
+
+/// A variable of this process's environment (`None` when unset or not UTF-8).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 use super::checker::{get, unknown_field, Checker};
 use super::jenkins::{check_endpoint_url, check_jenkins};
+use super::interpolate::expand_tree;
 use super::yaml::{join, Document};
 use super::{
     CloudSettings, Config, ConfigError, Problem, MAX_CAP, MAX_CLOUD_NAME_LEN, MAX_ORPHAN_GRACE,
@@ -100,6 +101,10 @@ struct RawCloud {
     templates: Vec<Value>,
 }
 
+/// Keys whose strings are used as written: user data is a script template
+/// of its own, and `environment` values reach the agent as written.
+pub(super) const NOT_EXPANDED: &[&str] = &["user_data_template", "environment"];
+
 const TOP_LEVEL: [&str; 10] = [
     "owner",
     "jenkins",
@@ -115,8 +120,13 @@ const TOP_LEVEL: [&str; 10] = [
 
 /// Parses and checks the whole document; with `read_token_file`, a
 /// `jenkins.token_file` that exists is read (and dropped) to check it.
-pub(super) fn check(text: &str, file: &str, read_token_file: bool) -> Result<Config, ConfigError> {
-    let doc = match Document::parse(text) {
+pub(super) fn check(
+    text: &str,
+    file: &str,
+    read_token_file: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut doc = match Document::parse(text) {
         Ok(doc) => doc,
         Err(message) => {
             return Err(ConfigError {
@@ -129,10 +139,14 @@ pub(super) fn check(text: &str, file: &str, read_token_file: bool) -> Result<Con
             })
         }
     };
+    let expanded = expand_tree(&mut doc.value, env, NOT_EXPANDED);
     let mut c = Checker {
         doc: &doc,
         problems: Vec::new(),
     };
+    for (field, e) in expanded {
+        c.add(field, e.to_string());
+    }
     let root = &doc.value;
     let Some(map) = root.as_object() else {
         c.add(

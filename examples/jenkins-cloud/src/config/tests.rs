@@ -298,3 +298,48 @@ fn problems_are_shown_with_control_characters_escaped() {
         "a\\u{1b}.yaml: 1 problem\n  a\\u{1b}.yaml:3: clouds[0].x\\u{7}: first\n      second \\u{1b}[2J"
     );
 }
+
+const WITH_VARIABLES: &str = r#"
+owner: ${OWNER:-ci-prod}
+jenkins:
+  url: https://${JENKINS_HOST}/
+  user: jenkins-cloud
+  token_env: JC_TEST_TOKEN
+clouds:
+  - name: mem
+    kind: memory
+    templates:
+      - name: linux
+        labels: ${LABELS}
+        environment:
+          LITERAL: ${KEPT_AS_WRITTEN}
+"#;
+
+#[test]
+fn variables_are_expanded_from_the_given_environment() {
+    let env = |name: &str| match name {
+        "JENKINS_HOST" => Some("jenkins.example.com".to_owned()),
+        "LABELS" => Some("linux docker".to_owned()),
+        _ => None,
+    };
+    let c = Config::parse_with_env(WITH_VARIABLES, "vars.yaml", &env).unwrap();
+    assert_eq!(c.owner.as_str(), "ci-prod");
+    assert_eq!(c.jenkins.url.as_str(), "https://jenkins.example.com/");
+    let t = &c.clouds[0].templates[0];
+    assert_eq!(t.labels.to_string(), "linux docker");
+    assert_eq!(t.environment["LITERAL"], "${KEPT_AS_WRITTEN}");
+}
+
+#[test]
+fn an_unset_variable_names_its_field_line_and_name() {
+    let env = |name: &str| (name == "LABELS").then(|| "linux".to_owned());
+    let err = Config::parse_with_env(WITH_VARIABLES, "vars.yaml", &env).unwrap_err();
+    let p = err
+        .problems
+        .iter()
+        .find(|p| p.field == "jenkins.url")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(p.line, Some(4));
+    assert!(p.message.contains("`${JENKINS_HOST}` is not set"), "{}", p.message);
+    assert!(err.problems.iter().all(|p| !p.field.contains("environment")), "{err}");
+}
