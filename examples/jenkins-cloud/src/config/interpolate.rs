@@ -286,6 +286,21 @@ mod tests {
     }
 
     #[test]
+    fn hostile_text_never_panics_and_stays_bounded() {
+        let pieces = ["${", "}", "^", ":-", "$", "{", "A", "é", "CLUSTER", "readFile:", " "];
+        let mut rng = fastrand::Rng::with_seed(17);
+        for _ in 0..20_000 {
+            let text: String = (0..rng.usize(0..24))
+                .map(|_| pieces[rng.usize(..pieces.len())])
+                .collect();
+            if let Ok(out) = expand(&text, &env) {
+                // Each reference gives at most one variable's value.
+                assert!(out.len() <= text.len() * 4 + 16, "{text:?} → {out:?}");
+            }
+        }
+    }
+
+    #[test]
     fn detects_references() {
         assert!(has_reference("x${A}"));
         assert!(!has_reference("^${A}"));
