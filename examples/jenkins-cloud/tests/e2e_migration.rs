@@ -67,7 +67,10 @@ async fn an_imported_windows_fargate_template_launches_on_moto() {
 
     // What the checklist asks for: owner, user, token; and, for the test, moto.
     let text = std::fs::read_to_string(&imported).unwrap();
-    let moto = jenkins_cloud_core::testkit::moto::moto().await.endpoint().to_owned();
+    let moto = jenkins_cloud_core::testkit::moto::moto()
+        .await
+        .endpoint()
+        .to_owned();
     let kind_line = text
         .lines()
         .find(|l| l.trim() == "kind: fargate")
@@ -77,7 +80,10 @@ async fn an_imported_windows_fargate_template_launches_on_moto() {
     let text = text
         .replace("owner: jenkins-cloud", &format!("owner: {}", world.owner))
         .replace("user: jenkins-cloud", "user: admin")
-        .replace("token_env: JENKINS_API_TOKEN", &format!("token_env: {TOKEN_VAR}"))
+        .replace(
+            "token_env: JENKINS_API_TOKEN",
+            &format!("token_env: {TOKEN_VAR}"),
+        )
         .replace(
             &format!("{kind_line}\n"),
             &format!("{kind_line}\n{indent}endpoint_url: \"{moto}\"\n"),
@@ -91,9 +97,19 @@ async fn an_imported_windows_fargate_template_launches_on_moto() {
     let tasks = world.tasks().await;
     assert_eq!(tasks.len(), 1, "{tasks:#?}\n{stderr}");
     let task = &tasks[0];
-    assert_eq!(task.tags.get("jenkins-cloud:template").map(String::as_str), Some("dotnet"));
-    assert_eq!(task.env.get("JENKINS_WEB_SOCKET").map(String::as_str), Some("true"));
-    assert_eq!(task.env.get("JENKINS_TUNNEL"), None, "the tunnel is not carried");
+    assert_eq!(
+        task.tags.get("jenkins-cloud:template").map(String::as_str),
+        Some("dotnet")
+    );
+    assert_eq!(
+        task.env.get("JENKINS_WEB_SOCKET").map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(
+        task.env.get("JENKINS_TUNNEL"),
+        None,
+        "the tunnel is not carried"
+    );
     assert_eq!(
         task.env.get("JENKINS_AGENT_WORKDIR").map(String::as_str),
         Some("C:\\jenkins")
@@ -107,7 +123,10 @@ async fn an_imported_windows_fargate_template_launches_on_moto() {
         .send()
         .await
         .unwrap();
-    let arn = described.tasks()[0].task_definition_arn().unwrap().to_owned();
+    let arn = described.tasks()[0]
+        .task_definition_arn()
+        .unwrap()
+        .to_owned();
     let def = world
         .ecs
         .describe_task_definition()

@@ -84,7 +84,9 @@ fn ecs_plugin_cloud_converts_to_a_fargate_cloud() {
         "replaced by WebSocket"
     ));
     assert!(
-        out.checklist.iter().any(|s| s.contains("jenkins-agents.example.com:50000") && s.contains("WebSocket")),
+        out.checklist
+            .iter()
+            .any(|s| s.contains("jenkins-agents.example.com:50000") && s.contains("WebSocket")),
         "{:#?}",
         out.checklist
     );
@@ -156,14 +158,22 @@ fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
 
     let n = &out.notes;
     let t0 = "jenkins.clouds[0].amazonEC2.templates[0]";
-    assert!(has_note(n, &format!("{t0}.amiType"), "SSH settings are not used"));
+    assert!(has_note(
+        n,
+        &format!("{t0}.amiType"),
+        "SSH settings are not used"
+    ));
     for field in ["ebsOptimized", "userData", "remoteAdmin"] {
         assert!(
             has_note(n, &format!("{t0}.{field}"), "not carried"),
             "{field}: {n:#?}"
         );
     }
-    assert!(has_note(n, &format!("{t0}.securityGroups"), "build-agents given by name"));
+    assert!(has_note(
+        n,
+        &format!("{t0}.securityGroups"),
+        "build-agents given by name"
+    ));
     assert!(has_note(
         n,
         "jenkins.clouds[0].amazonEC2.sshKeysCredentialsId",
@@ -180,7 +190,10 @@ fn ec2_plugin_cloud_converts_to_an_ec2_cloud() {
 #[test]
 fn a_file_without_convertible_clouds_is_a_clear_error() {
     let err = import("jenkins:\n  systemMessage: hi\n", "j.yaml").unwrap_err();
-    assert!(err.0.contains("jenkins.clouds") && err.0.contains("top-level list"), "{err}");
+    assert!(
+        err.0.contains("jenkins.clouds") && err.0.contains("top-level list"),
+        "{err}"
+    );
     let err = import(
         "jenkins:\n  clouds:\n    - kubernetes: {name: k}\n",
         "j.yaml",

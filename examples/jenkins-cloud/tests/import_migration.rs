@@ -63,7 +63,10 @@ fn fargate_env() -> HashMap<String, String> {
         ("NLB_PORT", "50000"),
         ("JENKINS_URL", "jenkins.example.com/"),
         ("AGENT_SECURITY_GROUP", "sg-0123456789abcdef0"),
-        ("SUBNETS", "subnet-0123456789abcdef0,subnet-0123456789abcdef1"),
+        (
+            "SUBNETS",
+            "subnet-0123456789abcdef0,subnet-0123456789abcdef1",
+        ),
     ])
 }
 
@@ -97,8 +100,15 @@ fn the_plugins_fargate_example_converts_with_its_variables_resolved() {
         t.environment["LITERAL"], "${NOT_A_VARIABLE}",
         "^${{ is JCasC's escape"
     );
-    assert!(has_note(&out, "jenkins.clouds[0].ecs.tunnel", "replaced by WebSocket"));
-    assert!(out.checklist.iter().any(|s| s.contains("agents-nlb.example.com:50000")));
+    assert!(has_note(
+        &out,
+        "jenkins.clouds[0].ecs.tunnel",
+        "replaced by WebSocket"
+    ));
+    assert!(out
+        .checklist
+        .iter()
+        .any(|s| s.contains("agents-nlb.example.com:50000")));
 }
 
 #[test]
@@ -130,7 +140,10 @@ fn variables_in_fields_the_import_drops_are_not_needed() {
         false,
     )
     .unwrap_err();
-    assert!(err.contains("[0].amazonEC2.templates[0].ami: `${AMI}` is not set"), "{err}");
+    assert!(
+        err.contains("[0].amazonEC2.templates[0].ami: `${AMI}` is not set"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -139,7 +152,11 @@ fn keep_variables_writes_references_our_loader_resolves() {
     let out = convert(&fixture("jcasc-ecs-fargate-example.yaml"), &env, true).unwrap();
     assert!(out.yaml.contains("${ECS_AGENT_CLUSTER}"), "{}", out.yaml);
     assert!(out.yaml.contains("https://${JENKINS_URL}"), "{}", out.yaml);
-    assert!(out.yaml.contains("${AGENT_TAG:-latest-jdk21}"), "{}", out.yaml);
+    assert!(
+        out.yaml.contains("${AGENT_TAG:-latest-jdk21}"),
+        "{}",
+        out.yaml
+    );
     assert!(
         !out.yaml.contains("${SUBNETS}"),
         "lists are split at import, so resolved: {}",
@@ -163,7 +180,10 @@ fn keep_variables_writes_references_our_loader_resolves() {
     // A split field cannot be kept: its value is needed now.
     partial.remove("SUBNETS");
     let err = convert(&fixture("jcasc-ecs-fargate-example.yaml"), &partial, true).unwrap_err();
-    assert!(err.contains("subnets: `${SUBNETS}` is not set") && err.contains("converted"), "{err}");
+    assert!(
+        err.contains("subnets: `${SUBNETS}` is not set") && err.contains("converted"),
+        "{err}"
+    );
 }
 
 // --- shapes --------------------------------------------------------------
@@ -225,14 +245,21 @@ fn spare_instances_and_minimums_become_min_idle() {
     let out = convert(yaml, &HashMap::new(), false).unwrap();
     let config = parse(&out, &HashMap::new());
     assert_eq!(config.clouds[0].templates[0].retention.min_idle, 4);
-    assert!(has_note(&out, "[0].amazonEC2.templates[0].minimumNumberOfSpareInstances", "carried"));
+    assert!(has_note(
+        &out,
+        "[0].amazonEC2.templates[0].minimumNumberOfSpareInstances",
+        "carried"
+    ));
 }
 
 #[test]
 fn hot_spares_by_label_become_min_idle_and_idle_timeout() {
     let (out, config) = ec2_export();
     let linux = template(&config, "linux-builds");
-    assert_eq!(linux.retention.min_idle, 2, "baseHotSpares of the `linux` rule");
+    assert_eq!(
+        linux.retention.min_idle, 2,
+        "baseHotSpares of the `linux` rule"
+    );
     assert_eq!(
         linux.retention.idle_timeout,
         Some(Duration::from_secs(20 * 60)),
@@ -240,14 +267,24 @@ fn hot_spares_by_label_become_min_idle_and_idle_timeout() {
     );
     let win = template(&config, "production-1");
     assert_eq!(win.retention.min_idle, 0, "the rule's label does not match");
-    assert!(has_note(&out, "[0].amazonEC2.hotSpareConfigsByLabel[0].maxHotSpares", "not carried"));
+    assert!(has_note(
+        &out,
+        "[0].amazonEC2.hotSpareConfigsByLabel[0].maxHotSpares",
+        "not carried"
+    ));
     // A rule's idle timeout defaults to 15 minutes; allowTemplateIdleTimeoutOverride gives the template's back.
     let yaml = "- amazonEC2:\n    hotSpareConfigsByLabel:\n      - label: a\n      - label: b\n        allowTemplateIdleTimeoutOverride: true\n        idleTimeoutMinutes: 3\n    templates:\n      - {ami: ami-1, labelString: a, idleTerminationMinutes: 30}\n      - {ami: ami-2, labelString: b, idleTerminationMinutes: 30, description: two}\n";
     let out = convert(yaml, &HashMap::new(), false).unwrap();
     let config = parse(&out, &HashMap::new());
     let t = &config.clouds[0].templates;
-    assert_eq!(t[0].retention.idle_timeout, Some(Duration::from_secs(15 * 60)));
-    assert_eq!(t[1].retention.idle_timeout, Some(Duration::from_secs(30 * 60)));
+    assert_eq!(
+        t[0].retention.idle_timeout,
+        Some(Duration::from_secs(15 * 60))
+    );
+    assert_eq!(
+        t[1].retention.idle_timeout,
+        Some(Duration::from_secs(30 * 60))
+    );
 }
 
 #[test]
@@ -265,29 +302,54 @@ fn idle_termination_max_uses_and_caps_are_carried() {
         Some(Duration::from_secs(600)),
         "a negative (billing-hour) value as a plain idle timeout"
     );
-    assert!(has_note(&out, "[0].amazonEC2.templates[1].idleTerminationMinutes", "billing hour"));
+    assert!(has_note(
+        &out,
+        "[0].amazonEC2.templates[1].idleTerminationMinutes",
+        "billing hour"
+    ));
     let yaml = "- amazonEC2:\n    templates:\n      - {ami: ami-1, labelString: a, idleTerminationMinutes: \"0\"}\n";
-    let config = parse(&convert(yaml, &HashMap::new(), false).unwrap(), &HashMap::new());
-    assert_eq!(config.clouds[0].templates[0].retention.idle_timeout, None, "0 is never");
+    let config = parse(
+        &convert(yaml, &HashMap::new(), false).unwrap(),
+        &HashMap::new(),
+    );
+    assert_eq!(
+        config.clouds[0].templates[0].retention.idle_timeout, None,
+        "0 is never"
+    );
 }
 
 #[test]
 fn spot_imds_ebs_tags_network_and_profile_are_carried() {
     let (out, config) = ec2_export();
     let spec = &template(&config, "linux-builds").spec;
-    assert_eq!(spec["spot"], json!({"max_price": "0.08", "fallback_to_on_demand": true}));
-    assert_eq!(spec["metadata"], json!({"require_tokens": true, "hop_limit": 2}));
+    assert_eq!(
+        spec["spot"],
+        json!({"max_price": "0.08", "fallback_to_on_demand": true})
+    );
+    assert_eq!(
+        spec["metadata"],
+        json!({"require_tokens": true, "hop_limit": 2})
+    );
     assert_eq!(spec["root_volume"]["encrypted"], true);
-    assert_eq!(spec["tags"], json!({"team": "platform", "cost-center": "ci"}));
+    assert_eq!(
+        spec["tags"],
+        json!({"team": "platform", "cost-center": "ci"})
+    );
     assert_eq!(
         spec["subnets"],
         json!(["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]),
         "space-separated"
     );
-    assert_eq!(spec["security_groups"], json!(["sg-0123456789abcdef0", "build-agents"]));
+    assert_eq!(
+        spec["security_groups"],
+        json!(["sg-0123456789abcdef0", "build-agents"])
+    );
     assert_eq!(spec["instance_profile"], "ci-agent");
     assert_eq!(spec["instance_types"], json!(["c6i.xlarge"]));
-    assert!(out.checklist.iter().any(|s| s.contains("build-agents") && s.contains("check")));
+    assert!(out
+        .checklist
+        .iter()
+        .any(|s| s.contains("build-agents") && s.contains("check")));
 }
 
 #[test]
@@ -297,7 +359,11 @@ fn windows_ami_types_become_windows_templates() {
     assert_eq!(win.spec["platform"], "windows");
     assert_eq!(win.remote_fs, "C:\\jenkins");
     assert_eq!(win.spec["instance_types"], json!(["m5.large"]));
-    assert!(has_note(&out, "[0].amazonEC2.templates[1].amiType", "spec.platform: windows"));
+    assert!(has_note(
+        &out,
+        "[0].amazonEC2.templates[1].amiType",
+        "spec.platform: windows"
+    ));
     assert!(out.checklist.iter().any(|s| s.contains("Windows")));
 }
 
@@ -314,16 +380,32 @@ fn fargate_size_roles_and_logs_are_carried() {
     let (out, config) = ecs_export();
     let dotnet = template(&config, "dotnet");
     assert_eq!(dotnet.spec["cpu"], 2048);
-    assert_eq!(dotnet.spec["memory"], 4096, "memoryReservation with memory 0");
+    assert_eq!(
+        dotnet.spec["memory"], 4096,
+        "memoryReservation with memory 0"
+    );
     assert_eq!(
         dotnet.spec["execution_role_arn"],
         "arn:aws:iam::123456789012:role/ecsTaskExecutionRole"
     );
-    assert_eq!(dotnet.spec["task_role_arn"], "arn:aws:iam::123456789012:role/windows-agent");
-    assert_eq!(dotnet.spec["logs"], json!({"group": "/ci/windows", "region": "us-east-1"}));
+    assert_eq!(
+        dotnet.spec["task_role_arn"],
+        "arn:aws:iam::123456789012:role/windows-agent"
+    );
+    assert_eq!(
+        dotnet.spec["logs"],
+        json!({"group": "/ci/windows", "region": "us-east-1"})
+    );
     let efs = template(&config, "linux-efs");
-    assert_eq!(efs.spec["memory"], 2048, "the hard limit wins over the reservation");
-    assert!(has_note(&out, "[0].ecs.templates[1].memoryReservation", "all of the task `memory`"));
+    assert_eq!(
+        efs.spec["memory"], 2048,
+        "the hard limit wins over the reservation"
+    );
+    assert!(has_note(
+        &out,
+        "[0].ecs.templates[1].memoryReservation",
+        "all of the task `memory`"
+    ));
 }
 
 #[test]
@@ -344,8 +426,16 @@ fn windows_os_family_efs_and_capacity_providers_are_carried() {
             "transit_encryption": true
         }])
     );
-    assert!(has_note(&out, "[0].ecs.templates[1].efsMountPoints[0].iam", "not carried"));
-    assert!(has_note(&out, "[0].ecs.templates[1].efsMountPoints[0].rootDirectory", "access point"));
+    assert!(has_note(
+        &out,
+        "[0].ecs.templates[1].efsMountPoints[0].iam",
+        "not carried"
+    ));
+    assert!(has_note(
+        &out,
+        "[0].ecs.templates[1].efsMountPoints[0].rootDirectory",
+        "access point"
+    ));
     assert_eq!(
         efs.spec["capacity_providers"],
         json!([
@@ -359,10 +449,24 @@ fn windows_os_family_efs_and_capacity_providers_are_carried() {
 fn the_checklist_names_what_is_left_to_do() {
     let (out, _) = ecs_export();
     let all = out.checklist.join("\n");
-    for words in ["API token", "JENKINS_API_TOKEN", "owner", "jenkins.url", "iam-policy", "notes", "check"] {
+    for words in [
+        "API token",
+        "JENKINS_API_TOKEN",
+        "owner",
+        "jenkins.url",
+        "iam-policy",
+        "notes",
+        "check",
+    ] {
         assert!(all.contains(words), "{words}: {all}");
     }
-    let without_url = "- ecs:\n    cluster: c\n    templates:\n      - {templateName: a, label: a, image: i, subnets: subnet-1, securityGroups: sg-1}\n";
+    let without_url = "- ecs:\n    cluster: c\n    templates:\n      - {templateName: a, label: a, image: i, cpu: 512, memory: 1024, subnets: subnet-1, securityGroups: sg-1}\n";
     let out = convert(without_url, &HashMap::new(), false).unwrap();
-    assert!(out.checklist.iter().any(|s| s.starts_with("Set `jenkins.url`")), "{:#?}", out.checklist);
+    assert!(
+        out.checklist
+            .iter()
+            .any(|s| s.starts_with("Set `jenkins.url`")),
+        "{:#?}",
+        out.checklist
+    );
 }

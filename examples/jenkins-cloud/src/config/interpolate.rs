@@ -18,6 +18,11 @@ use std::fmt;
 
 use serde_json::Value;
 
+/// Keys whose strings the configuration loader uses as written: user data
+/// is a script template of its own, and `environment` values reach the agent
+/// as written.
+pub const NOT_EXPANDED: &[&str] = &["user_data_template", "environment"];
+
 /// Most `${…:-${…}}` levels inside one another.
 const MAX_DEPTH: usize = 8;
 
@@ -79,7 +84,8 @@ impl fmt::Display for ExpandError {
 /// Whether `text` holds a `${` that is not escaped.
 pub fn has_reference(text: &str) -> bool {
     let b = text.as_bytes();
-    (0..b.len().saturating_sub(1)).any(|i| b[i] == b'$' && b[i + 1] == b'{' && (i == 0 || b[i - 1] != b'^'))
+    (0..b.len().saturating_sub(1))
+        .any(|i| b[i] == b'$' && b[i + 1] == b'{' && (i == 0 || b[i - 1] != b'^'))
 }
 
 /// The end (exclusive) of the reference starting at `start` (at `${`), or
@@ -280,14 +286,29 @@ mod tests {
             "n": 1
         });
         let errors = expand_tree(&mut v, &env, &["environment"]);
-        assert_eq!(errors, vec![("a.b[1]".to_owned(), ExpandError::Unset("NOPE".into()))]);
+        assert_eq!(
+            errors,
+            vec![("a.b[1]".to_owned(), ExpandError::Unset("NOPE".into()))]
+        );
         assert_eq!(v["a"]["b"][0], "agents");
         assert_eq!(v["environment"]["X"], "${NOPE}");
     }
 
     #[test]
     fn hostile_text_never_panics_and_stays_bounded() {
-        let pieces = ["${", "}", "^", ":-", "$", "{", "A", "é", "CLUSTER", "readFile:", " "];
+        let pieces = [
+            "${",
+            "}",
+            "^",
+            ":-",
+            "$",
+            "{",
+            "A",
+            "é",
+            "CLUSTER",
+            "readFile:",
+            " ",
+        ];
         let mut rng = fastrand::Rng::with_seed(17);
         for _ in 0..20_000 {
             let text: String = (0..rng.usize(0..24))

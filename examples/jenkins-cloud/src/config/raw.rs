@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::checker::{get, unknown_field, Checker};
+use super::interpolate::{expand_tree, NOT_EXPANDED};
 use super::jenkins::{check_endpoint_url, check_jenkins};
-use super::interpolate::expand_tree;
 use super::yaml::{join, Document};
 use super::{
     CloudSettings, Config, ConfigError, Problem, MAX_CAP, MAX_CLOUD_NAME_LEN, MAX_ORPHAN_GRACE,
@@ -100,10 +100,6 @@ struct RawCloud {
     #[serde(default)]
     templates: Vec<Value>,
 }
-
-/// Keys whose strings are used as written: user data is a script template
-/// of its own, and `environment` values reach the agent as written.
-pub(super) const NOT_EXPANDED: &[&str] = &["user_data_template", "environment"];
 
 const TOP_LEVEL: [&str; 10] = [
     "owner",

@@ -340,6 +340,15 @@ fn an_unset_variable_names_its_field_line_and_name() {
         .find(|p| p.field == "jenkins.url")
         .unwrap_or_else(|| panic!("{err}"));
     assert_eq!(p.line, Some(4));
-    assert!(p.message.contains("`${JENKINS_HOST}` is not set"), "{}", p.message);
-    assert!(err.problems.iter().all(|p| !p.field.contains("environment")), "{err}");
+    assert!(
+        p.message.contains("`${JENKINS_HOST}` is not set"),
+        "{}",
+        p.message
+    );
+    assert!(
+        err.problems
+            .iter()
+            .all(|p| !p.field.contains("environment")),
+        "{err}"
+    );
 }

@@ -191,7 +191,11 @@ fn template(
             }
             "securityGroups" => {
                 let groups = split_list(v);
-                let names: Vec<String> = groups.iter().filter(|g| !g.starts_with("sg-")).cloned().collect();
+                let names: Vec<String> = groups
+                    .iter()
+                    .filter(|g| !g.starts_with("sg-"))
+                    .cloned()
+                    .collect();
                 if !names.is_empty() {
                     notes.add(&fpath, format!("{} given by name: resolved in the first subnet's VPC at launch; `jenkins-cloud check` shows the ids", names.join(", ")));
                     converted.group_names.extend(names);
@@ -204,8 +208,12 @@ fn template(
     }
     ec2_minimums::template(obj, tpath, &mut out, notes);
     if !out.spec.contains_key("instance_types") {
-        out.spec.insert("instance_types".into(), json!(["t3.medium"]));
-        notes.add(tpath, "no usable `type`: instance type set to t3.medium; check it");
+        out.spec
+            .insert("instance_types".into(), json!(["t3.medium"]));
+        notes.add(
+            tpath,
+            "no usable `type`: instance type set to t3.medium; check it",
+        );
     }
     if !metadata.is_empty() {
         out.spec.insert("metadata".into(), Value::Object(metadata));
@@ -215,8 +223,17 @@ fn template(
 
 /// `amiType: {windowsData: …}` etc.: the platform; the connection settings
 /// inside are the plugin's (WinRM/SSH), not ours.
-fn ami_type(v: &Value, fpath: &str, out: &mut OutTemplate, notes: &mut Notes, converted: &mut Converted) {
-    let kind = v.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+fn ami_type(
+    v: &Value,
+    fpath: &str,
+    out: &mut OutTemplate,
+    notes: &mut Notes,
+    converted: &mut Converted,
+) {
+    let kind = v
+        .as_object()
+        .and_then(|o| o.keys().next().cloned())
+        .unwrap_or_default();
     match kind.as_str() {
         "windowsData" | "windowsSSHData" => {
             out.spec.insert("platform".into(), json!("windows"));
@@ -324,11 +341,20 @@ fn spot(v: &Value, fpath: &str, out: &mut OutTemplate, notes: &mut Notes) {
     }
     spot.insert(
         "fallback_to_on_demand".into(),
-        json!(v.get("fallbackToOndemand").and_then(boolean).unwrap_or(false)),
+        json!(v
+            .get("fallbackToOndemand")
+            .and_then(boolean)
+            .unwrap_or(false)),
     );
     for key in v.as_object().into_iter().flat_map(|o| o.keys()) {
-        if !matches!(key.as_str(), "useBidPrice" | "spotMaxBidPrice" | "fallbackToOndemand") {
-            notes.add(&format!("{fpath}.{key}"), "not carried: no equivalent (spot blocks are retired by AWS)");
+        if !matches!(
+            key.as_str(),
+            "useBidPrice" | "spotMaxBidPrice" | "fallbackToOndemand"
+        ) {
+            notes.add(
+                &format!("{fpath}.{key}"),
+                "not carried: no equivalent (spot blocks are retired by AWS)",
+            );
         }
     }
     out.spec.insert("spot".into(), Value::Object(spot));

@@ -153,7 +153,12 @@ pub(super) fn template(
 }
 
 /// The cloud's `hotSpareConfigsByLabel` rules applied to its templates.
-pub(super) fn hot_spares(rules: &Value, path: &str, templates: &mut [OutTemplate], notes: &mut Notes) {
+pub(super) fn hot_spares(
+    rules: &Value,
+    path: &str,
+    templates: &mut [OutTemplate],
+    notes: &mut Notes,
+) {
     for (i, rule) in rules.as_array().into_iter().flatten().enumerate() {
         let rpath = format!("{path}.hotSpareConfigsByLabel[{i}]");
         let Some(label) = rule.get("label").and_then(text) else {
@@ -163,7 +168,10 @@ pub(super) fn hot_spares(rules: &Value, path: &str, templates: &mut [OutTemplate
         let expr = match label.parse::<LabelExpr>() {
             Ok(e) => e,
             Err(e) => {
-                notes.add(&rpath, format!("not carried: `{label}` is not a label expression: {e}"));
+                notes.add(
+                    &rpath,
+                    format!("not carried: `{label}` is not a label expression: {e}"),
+                );
                 continue;
             }
         };
@@ -178,7 +186,10 @@ pub(super) fn hot_spares(rules: &Value, path: &str, templates: &mut [OutTemplate
             .map(|(j, _)| j)
             .collect();
         let Some(&first) = matching.first() else {
-            notes.add(&rpath, format!("not carried: no template carries `{label}`"));
+            notes.add(
+                &rpath,
+                format!("not carried: no template carries `{label}`"),
+            );
             continue;
         };
         let base = rule.get("baseHotSpares").and_then(count).unwrap_or(0);
@@ -190,9 +201,7 @@ pub(super) fn hot_spares(rules: &Value, path: &str, templates: &mut [OutTemplate
                 format!("carried as `min_idle` of `{}`, the first template with `{label}` (the plugin counts the spares of all of them together)", t.name),
             );
         }
-        let idle = rule
-            .get("idleTimeoutMinutes")
-            .map_or(Some(15), int);
+        let idle = rule.get("idleTimeoutMinutes").map_or(Some(15), int);
         let template_wins = rule
             .get("allowTemplateIdleTimeoutOverride")
             .and_then(boolean)

@@ -62,7 +62,10 @@ pub(super) fn cloud(body: &Value, path: &str, notes: &mut Notes, converted: &mut
         notes.add(path, "skipped: not a mapping");
         return;
     };
-    let name = obj.get("name").and_then(text).unwrap_or_else(|| "ecs".into());
+    let name = obj
+        .get("name")
+        .and_then(text)
+        .unwrap_or_else(|| "ecs".into());
     let Some(cluster) = obj.get("cluster").and_then(text) else {
         notes.add(path, "skipped: no `cluster`");
         return;
@@ -284,7 +287,13 @@ fn field(
     }
 }
 
-fn logs(v: &Value, obj: &Map<String, Value>, fpath: &str, out: &mut OutTemplate, notes: &mut Notes) {
+fn logs(
+    v: &Value,
+    obj: &Map<String, Value>,
+    fpath: &str,
+    out: &mut OutTemplate,
+    notes: &mut Notes,
+) {
     if obj.get("logDriver").and_then(text).as_deref() != Some("awslogs") {
         notes.add(fpath, "not carried: only awslogs options are converted");
         return;

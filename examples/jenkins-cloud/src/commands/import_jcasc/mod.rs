@@ -60,11 +60,18 @@ pub fn import(text_in: &str, file: &str) -> Result<Imported, CommandError> {
 
 /// Where the clouds are: `jenkins.clouds`, a top-level `clouds` list, or the
 /// exported top-level list itself; with the path prefix of each item.
-fn locate_clouds<'a>(root: &'a Value, file: &str) -> Result<(&'a [Value], &'static str), CommandError> {
+fn locate_clouds<'a>(
+    root: &'a Value,
+    file: &str,
+) -> Result<(&'a [Value], &'static str), CommandError> {
     if let Some(list) = root.as_array() {
         return Ok((list, ""));
     }
-    if let Some(list) = root.get("jenkins").and_then(|j| j.get("clouds")).and_then(Value::as_array) {
+    if let Some(list) = root
+        .get("jenkins")
+        .and_then(|j| j.get("clouds"))
+        .and_then(Value::as_array)
+    {
         return Ok((list, "jenkins.clouds"));
     }
     if let Some(list) = root.get("clouds").and_then(Value::as_array) {
@@ -103,7 +110,9 @@ pub fn import_with(
                 "amazonEC2" | "ec2" => ec2::cloud(body, &path, &mut notes, &mut converted),
                 other => notes.add(
                     &path,
-                    format!("skipped: `{other}` clouds are not converted (only `ecs` and `amazonEC2`)"),
+                    format!(
+                        "skipped: `{other}` clouds are not converted (only `ecs` and `amazonEC2`)"
+                    ),
                 ),
             }
         }

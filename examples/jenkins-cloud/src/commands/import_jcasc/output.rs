@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::config::interpolate::walk;
+use crate::config::interpolate::{walk, NOT_EXPANDED};
 
 #[derive(Serialize)]
 pub(super) struct OutFile {
@@ -77,8 +77,8 @@ impl OutFile {
                 t.labels.iter_mut().for_each(&mut *f);
                 t.remote_fs.iter_mut().for_each(&mut *f);
                 for (key, value) in t.spec.iter_mut() {
-                    if key != "user_data_template" {
-                        walk(value, String::new(), &[], &mut |_, s| f(s));
+                    if !NOT_EXPANDED.contains(&key.as_str()) {
+                        walk(value, String::new(), NOT_EXPANDED, &mut |_, s| f(s));
                     }
                 }
             }

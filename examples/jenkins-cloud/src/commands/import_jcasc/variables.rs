@@ -125,11 +125,7 @@ impl Kept {
 /// Resolves the variables of every string in `root`; with `keep`, the
 /// references in copied fields are kept instead. A string that cannot be
 /// resolved is marked (see [`failures_in`]) with a message naming its field.
-pub(super) fn resolve(
-    root: &mut Value,
-    env: &dyn Fn(&str) -> Option<String>,
-    keep: bool,
-) -> Kept {
+pub(super) fn resolve(root: &mut Value, env: &dyn Fn(&str) -> Option<String>, keep: bool) -> Kept {
     let mut kept = Kept::default();
     walk(root, String::new(), &[], &mut |path, s| {
         if s.contains([OPEN, CLOSE, BAD_OPEN, BAD_CLOSE]) {
@@ -204,7 +200,10 @@ mod tests {
         let kept = resolve(&mut v, &|_| None, true);
         let marked = failures_in(v["t"]["subnets"].as_str().unwrap());
         let errors = kept.failures(&marked);
-        assert!(errors[0].starts_with("t.subnets: `${SUBNETS}` is not set"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("t.subnets: `${SUBNETS}` is not set"),
+            "{errors:?}"
+        );
         assert!(errors[0].contains("converted"), "{errors:?}");
     }
 }
