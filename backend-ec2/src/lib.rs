@@ -25,6 +25,7 @@
 pub mod api;
 pub mod backend;
 pub mod error;
+pub mod groups;
 pub mod iam;
 pub mod launch;
 pub mod pacing;
