@@ -311,6 +311,8 @@ impl Ec2Api for SdkApi {
                 id: i.image_id().unwrap_or_default().to_owned(),
                 creation_date: i.creation_date().map(str::to_owned),
                 root_device_name: i.root_device_name().map(str::to_owned),
+                // As text: AWS sends `windows`, which the SDK's enum (variant
+                // `Windows` = "Windows") only knows as an unknown value.
                 platform: i.platform().map(|p| p.as_str().to_owned()),
             })
             .collect())

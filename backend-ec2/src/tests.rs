@@ -14,6 +14,7 @@ use crate::api::{InstanceInfo, MockEc2Api, RunRequest};
 use crate::error::Ec2Error;
 use crate::Ec2Backend;
 
+mod platform;
 mod warm_pool;
 
 const SECRET: &str = "5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa";

@@ -9,8 +9,8 @@ use common::{agent, harness, launch, secret_of};
 use jenkins_cloud_core::backend::{Backend, CloudId, CloudState};
 use jenkins_cloud_core::ErrorClass;
 use jenkins_cloud_ec2::api::Ec2Api;
-use jenkins_cloud_ec2::launch::resolve_ami;
-use jenkins_cloud_ec2::spec::AmiSelector;
+use jenkins_cloud_ec2::launch::{resolve_ami, ImageCache};
+use jenkins_cloud_ec2::spec::{AmiSelector, Platform};
 use serde_json::json;
 
 fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
@@ -456,16 +456,22 @@ async fn ami_resolution_by_filter_and_ssm_parameter() {
         owners: vec!["amazon".into()],
         architecture: None,
     };
-    let (id, root) = resolve_ami(api, &selector, true).await.unwrap();
-    assert_eq!(Some(id.as_str()), newest.image_id());
-    assert_eq!(root.as_deref(), newest.root_device_name());
+    let cache = ImageCache::default();
+    let ami = resolve_ami(api, &selector, true, &cache).await.unwrap();
+    assert_eq!(Some(ami.id.as_str()), newest.image_id());
+    let details = ami.details.unwrap();
+    assert_eq!(
+        details.root_device_name.as_deref(),
+        newest.root_device_name()
+    );
+    assert_eq!(details.platform, Platform::Linux);
 
     let missing = AmiSelector::Filter {
         name: "no-such-image-*".into(),
         owners: vec!["amazon".into()],
         architecture: None,
     };
-    let err = resolve_ami(api, &missing, false).await.unwrap_err();
+    let err = resolve_ami(api, &missing, false, &cache).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(err.to_string().contains("no-such-image-*"));
 
@@ -480,8 +486,8 @@ async fn ami_resolution_by_filter_and_ssm_parameter() {
     let by_param = AmiSelector::SsmParameter {
         ssm_parameter: "/test/ami".into(),
     };
-    let (id, _) = resolve_ami(api, &by_param, false).await.unwrap();
-    assert_eq!(Some(id.as_str()), newest.image_id());
+    let ami = resolve_ami(api, &by_param, false, &cache).await.unwrap();
+    assert_eq!(Some(ami.id.as_str()), newest.image_id());
 }
 
 #[tokio::test]
@@ -519,4 +525,163 @@ async fn client_token_reaches_ec2() {
     let out = launch(&h.backend, &t, &[agent("ci-linux-idem")]).await;
     let raw = raw_instance(&h, &out[0].result.clone().unwrap().0).await;
     assert_eq!(raw.client_token(), Some("tok-ci-linux-idem"));
+}
+
+async fn user_data_of(h: &common::Harness, id: &str) -> String {
+    let attr = h
+        .ec2
+        .describe_instance_attribute()
+        .instance_id(id)
+        .attribute(aws_sdk_ec2::types::InstanceAttributeName::UserData)
+        .send()
+        .await
+        .unwrap();
+    let encoded = attr.user_data().and_then(|u| u.value()).expect("user data");
+    String::from_utf8(aws_smithy_types::base64::decode(encoded).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn windows_template_gets_powershell_user_data_without_the_secret() {
+    let h = harness().await;
+    let t = h.template(json!({"platform": "windows"})).await;
+    let out = launch(&h.backend, &t, &[agent("ci-win-aaa")]).await;
+    let id = out[0].result.clone().expect("launched");
+    let user_data = user_data_of(&h, &id.0).await;
+    assert!(user_data.starts_with("<powershell>"), "{user_data}");
+    for needle in [
+        "AgentTagKey     = 'jenkins-cloud:agent'",
+        "ParameterTagKey = 'jenkins-cloud:secret-parameter'",
+        "Get-InstanceTag $Conf.AgentTagKey",
+        "Get-InstanceTag $Conf.ParameterTagKey",
+        "latest/meta-data/tags/instance/$Key",
+        "SecretParameter = '/jenkins-cloud/ci/ci-win-aaa'",
+    ] {
+        assert!(user_data.contains(needle), "missing {needle:?}");
+    }
+    assert!(!user_data.contains(&secret_of("ci-win-aaa")));
+    // The agent reads its name and parameter from the tags: they must be there.
+    let raw = raw_instance(&h, &id.0).await;
+    assert_eq!(tag(raw.tags(), "jenkins-cloud:agent"), Some("ci-win-aaa"));
+    assert_eq!(
+        raw.metadata_options()
+            .and_then(|m| m.instance_metadata_tags()),
+        Some(&InstanceMetadataTagsState::Enabled)
+    );
+}
+
+/// moto ships Windows AMIs with `Platform: windows` (its default image list),
+/// so the derivation runs on the real SDK path here.
+#[tokio::test]
+async fn platform_is_taken_from_the_ami_when_the_spec_names_none() {
+    let h = harness().await;
+    let win = h.windows_ami().await;
+    let t = h.template(json!({"ami": {"id": win}})).await;
+    let out = launch(&h.backend, &t, &[agent("ci-win-bbb")]).await;
+    let id = out[0].result.clone().expect("launched");
+    assert!(user_data_of(&h, &id.0).await.starts_with("<powershell>"));
+
+    let t = h.template(json!({})).await;
+    let out = launch(&h.backend, &t, &[agent("ci-linux-ccc")]).await;
+    let id = out[0].result.clone().expect("launched");
+    assert!(user_data_of(&h, &id.0).await.starts_with("#!/bin/bash"));
+
+    let api: &dyn Ec2Api = h.api.as_ref();
+    let ami = resolve_ami(
+        api,
+        &AmiSelector::Id { id: win },
+        true,
+        &ImageCache::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ami.details.map(|d| d.platform), Some(Platform::Windows));
+}
+
+#[tokio::test]
+async fn security_group_names_resolve_to_ids_in_the_first_subnets_vpc() {
+    let h = harness().await;
+    let subnets = h.default_subnets().await;
+    let vpc = h
+        .ec2
+        .describe_subnets()
+        .subnet_ids(&subnets[0])
+        .send()
+        .await
+        .unwrap()
+        .subnets()[0]
+        .vpc_id()
+        .unwrap()
+        .to_owned();
+    let group = h
+        .ec2
+        .create_security_group()
+        .group_name("jc-agents")
+        .description("agents")
+        .vpc_id(&vpc)
+        .send()
+        .await
+        .unwrap()
+        .group_id()
+        .unwrap()
+        .to_owned();
+    // A group of the same name in another VPC must not be picked.
+    let other_vpc = h
+        .ec2
+        .create_vpc()
+        .cidr_block("10.9.0.0/16")
+        .send()
+        .await
+        .unwrap()
+        .vpc()
+        .and_then(|v| v.vpc_id())
+        .unwrap()
+        .to_owned();
+    h.ec2
+        .create_security_group()
+        .group_name("jc-agents")
+        .description("elsewhere")
+        .vpc_id(&other_vpc)
+        .send()
+        .await
+        .unwrap();
+    let t = h.template(json!({"security_groups": ["jc-agents"]})).await;
+    let out = launch(&h.backend, &t, &[agent("ci-linux-sg1")]).await;
+    let id = out[0].result.clone().expect("launched");
+    let raw = raw_instance(&h, &id.0).await;
+    let groups: Vec<&str> = raw
+        .security_groups()
+        .iter()
+        .filter_map(|g| g.group_id())
+        .collect();
+    assert_eq!(groups, [group.as_str()]);
+}
+
+#[tokio::test]
+async fn unknown_security_group_name_is_permanent_for_every_agent() {
+    let h = harness().await;
+    let t = h
+        .template(json!({"security_groups": ["no-such-group"]}))
+        .await;
+    let agents = [agent("ci-linux-g1"), agent("ci-linux-g2")];
+    let out = launch(&h.backend, &t, &agents).await;
+    assert_eq!(out.len(), 2);
+    for o in &out {
+        let e = o.result.as_ref().unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Permanent, "{e}");
+        assert!(
+            e.message().contains("spec.security_groups") && e.message().contains("`no-such-group`"),
+            "{e}"
+        );
+        assert!(!e.message().contains(&secret_of(&o.agent_name)));
+    }
+    assert!(h.backend.list_owned().await.unwrap().is_empty());
+    assert!(
+        h.ssm
+            .get_parameter()
+            .name("/jenkins-cloud/ci/ci-linux-g1")
+            .send()
+            .await
+            .is_err(),
+        "no parameter left behind"
+    );
 }
