@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::api::{Ec2Api, Filter, InstanceInfo, RootVolume, RunRequest};
 use crate::error::Ec2Error;
 use crate::groups::{resolve_security_groups, GroupCache};
-use crate::launch::{plan, resolve_ami, run_with_fallback, ImageCache};
+use crate::launch::{plan, resolve_image, run_with_fallback, ImageCache};
 use crate::pacing::TokenBucket;
 use crate::spec::{Ec2Spec, Platform, SecretDelivery};
 use crate::state::map_state;
@@ -148,7 +148,7 @@ impl Ec2Backend {
             .root_volume
             .as_ref()
             .is_some_and(|r| r.device_name.is_none());
-        let ami = resolve_ami(
+        let ami = resolve_image(
             self.api.as_ref(),
             &spec.ami,
             need_root_device || spec.platform.is_none(),

@@ -210,11 +210,22 @@ impl ImageCache {
     }
 }
 
+/// Resolves the spec's AMI to an image id and, when `need_root_device`, its
+/// root device name: [`resolve_image`] without a shared cache.
+pub async fn resolve_ami(
+    api: &dyn Ec2Api,
+    selector: &AmiSelector,
+    need_root_device: bool,
+) -> Result<(String, Option<String>), Ec2Error> {
+    let ami = resolve_image(api, selector, need_root_device, &ImageCache::default()).await?;
+    Ok((ami.id, ami.details.and_then(|d| d.root_device_name)))
+}
+
 /// Resolves the spec's AMI to an image id and, when `need_details` (root
 /// device for a `root_volume`, platform when the spec names none), its
 /// [`ImageDetails`]: from `cache`, or one DescribeImages by id. A name
 /// filter is resolved on every call (a newer image may have appeared).
-pub async fn resolve_ami(
+pub async fn resolve_image(
     api: &dyn Ec2Api,
     selector: &AmiSelector,
     need_details: bool,

@@ -9,7 +9,7 @@ use common::{agent, harness, launch, secret_of};
 use jenkins_cloud_core::backend::{Backend, CloudId, CloudState};
 use jenkins_cloud_core::ErrorClass;
 use jenkins_cloud_ec2::api::Ec2Api;
-use jenkins_cloud_ec2::launch::{resolve_ami, ImageCache};
+use jenkins_cloud_ec2::launch::{resolve_ami, resolve_image, ImageCache};
 use jenkins_cloud_ec2::spec::{AmiSelector, Platform};
 use serde_json::json;
 
@@ -456,8 +456,11 @@ async fn ami_resolution_by_filter_and_ssm_parameter() {
         owners: vec!["amazon".into()],
         architecture: None,
     };
+    let (id, root) = resolve_ami(api, &selector, true).await.unwrap();
+    assert_eq!(Some(id.as_str()), newest.image_id());
+    assert_eq!(root.as_deref(), newest.root_device_name());
     let cache = ImageCache::default();
-    let ami = resolve_ami(api, &selector, true, &cache).await.unwrap();
+    let ami = resolve_image(api, &selector, true, &cache).await.unwrap();
     assert_eq!(Some(ami.id.as_str()), newest.image_id());
     let details = ami.details.unwrap();
     assert_eq!(
@@ -471,7 +474,7 @@ async fn ami_resolution_by_filter_and_ssm_parameter() {
         owners: vec!["amazon".into()],
         architecture: None,
     };
-    let err = resolve_ami(api, &missing, false, &cache).await.unwrap_err();
+    let err = resolve_ami(api, &missing, false).await.unwrap_err();
     assert_eq!(err.class(), ErrorClass::Permanent);
     assert!(err.to_string().contains("no-such-image-*"));
 
@@ -486,8 +489,8 @@ async fn ami_resolution_by_filter_and_ssm_parameter() {
     let by_param = AmiSelector::SsmParameter {
         ssm_parameter: "/test/ami".into(),
     };
-    let ami = resolve_ami(api, &by_param, false, &cache).await.unwrap();
-    assert_eq!(Some(ami.id.as_str()), newest.image_id());
+    let (id, _) = resolve_ami(api, &by_param, false).await.unwrap();
+    assert_eq!(Some(id.as_str()), newest.image_id());
 }
 
 #[tokio::test]
@@ -586,7 +589,7 @@ async fn platform_is_taken_from_the_ami_when_the_spec_names_none() {
     assert!(user_data_of(&h, &id.0).await.starts_with("#!/bin/bash"));
 
     let api: &dyn Ec2Api = h.api.as_ref();
-    let ami = resolve_ami(
+    let ami = resolve_image(
         api,
         &AmiSelector::Id { id: win },
         true,
