@@ -42,8 +42,8 @@ impl Ec2Spec {
         // in the VPC of the first subnet (AWS: names up to 255 characters,
         // none starting with `sg-`).
         for (i, s) in self.security_groups.iter().enumerate() {
-            if s.starts_with("sg-") {
-                if s.len() <= 3 || !s[3..].chars().all(|c| c.is_ascii_alphanumeric()) {
+            if let Some(hex) = s.strip_prefix("sg-") {
+                if hex.is_empty() || !hex.chars().all(|c| c.is_ascii_alphanumeric()) {
                     errors.push(format!(
                         "spec.security_groups[{i}]: `{s}` is not a security group id (sg- and hex digits)"
                     ));
