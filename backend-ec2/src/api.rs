@@ -124,6 +124,19 @@ pub struct ImageInfo {
     pub creation_date: Option<String>,
     /// Root device name.
     pub root_device_name: Option<String>,
+    /// DescribeImages' `Platform`: `windows` for Windows AMIs, else absent.
+    pub platform: Option<String>,
+}
+
+/// A security group as DescribeSecurityGroups reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroupInfo {
+    /// `sg-…`
+    pub id: String,
+    /// The group name.
+    pub name: String,
+    /// The VPC it belongs to.
+    pub vpc_id: Option<String>,
 }
 
 /// A DescribeInstances / DescribeImages filter: name and values.
@@ -157,6 +170,16 @@ pub trait Ec2Api: Send + Sync {
         owners: Vec<String>,
         filters: Vec<Filter>,
     ) -> Result<Vec<ImageInfo>, Ec2Error>;
+    /// DescribeSubnets by ids: `(subnet id, VPC id)` of each found.
+    async fn describe_subnets(
+        &self,
+        subnet_ids: Vec<String>,
+    ) -> Result<Vec<(String, String)>, Ec2Error>;
+    /// DescribeSecurityGroups with filters, all pages.
+    async fn describe_security_groups(
+        &self,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<SecurityGroupInfo>, Ec2Error>;
     /// PutParameter as a SecureString, overwriting. Errors never contain the value.
     async fn put_secure_parameter(
         &self,

@@ -16,9 +16,10 @@ use sha2::{Digest, Sha256};
 
 use crate::api::{Ec2Api, Filter, InstanceInfo, RootVolume, RunRequest};
 use crate::error::Ec2Error;
-use crate::launch::{plan, resolve_ami, run_with_fallback};
+use crate::groups::{resolve_security_groups, GroupCache};
+use crate::launch::{plan, resolve_image, run_with_fallback, ImageCache};
 use crate::pacing::TokenBucket;
-use crate::spec::{Ec2Spec, SecretDelivery};
+use crate::spec::{Ec2Spec, Platform, SecretDelivery};
 use crate::state::map_state;
 use crate::userdata::{render, UserDataValues};
 use crate::{POOL_MAX_TAG, RETIRE_TAG, SECRET_PARAMETER_TAG, SPEC_TAG};
@@ -44,6 +45,10 @@ pub struct Ec2Backend {
     /// The templates that keep a pool, once [`Ec2Backend::prune_pools`] was
     /// told them: retires of any other template terminate.
     pool_templates: Mutex<Option<BTreeSet<String>>>,
+    /// Root device and platform by image id.
+    images: ImageCache,
+    /// Security group names resolved to ids.
+    groups: GroupCache,
 }
 
 impl fmt::Debug for Ec2Backend {
@@ -57,6 +62,14 @@ impl fmt::Debug for Ec2Backend {
 /// The SSM parameter holding an agent's secret: `/jenkins-cloud/<owner>/<agent>`.
 pub fn secret_parameter_name(owner: &OwnerId, agent: &str) -> String {
     format!("/jenkins-cloud/{owner}/{agent}")
+}
+
+/// What every agent of one launch batch shares, resolved once.
+struct LaunchSetup<'a> {
+    image_id: &'a str,
+    root_device: Option<&'a str>,
+    platform: Platform,
+    security_groups: &'a [String],
 }
 
 fn owner_filter(owner: &OwnerId) -> Filter {
@@ -84,6 +97,8 @@ impl Ec2Backend {
             pool_bounds: Mutex::new(HashMap::new()),
             pool_lock: tokio::sync::Mutex::new(()),
             pool_templates: Mutex::new(None),
+            images: ImageCache::default(),
+            groups: GroupCache::default(),
         }
     }
 
@@ -129,26 +144,37 @@ impl Ec2Backend {
     async fn launch_all(&self, batch: LaunchBatch<'_>) -> Result<Vec<LaunchOutcome>, Ec2Error> {
         let spec = Ec2Spec::parse(&batch.template.spec).map_err(Ec2Error::InvalidSpec)?;
         self.remember_bound(&batch.template.name, spec.warm_pool_bound());
-        let (image_id, root_device) = resolve_ami(
+        let need_root_device = spec
+            .root_volume
+            .as_ref()
+            .is_some_and(|r| r.device_name.is_none());
+        let ami = resolve_image(
             self.api.as_ref(),
             &spec.ami,
-            spec.root_volume
-                .as_ref()
-                .is_some_and(|r| r.device_name.is_none()),
+            need_root_device || spec.platform.is_none(),
+            &self.images,
         )
         .await?;
+        let image_id = ami.id;
+        let platform = spec
+            .platform
+            .or(ami.details.as_ref().map(|d| d.platform))
+            .unwrap_or_default();
+        let root_device = ami.details.and_then(|d| d.root_device_name);
+        // Names resolved once for the batch: an unknown one fails every agent.
+        let security_groups =
+            resolve_security_groups(self.api.as_ref(), &spec, &self.groups).await?;
+        let setup = LaunchSetup {
+            image_id: &image_id,
+            root_device: root_device.as_deref(),
+            platform,
+            security_groups: &security_groups,
+        };
         let fingerprint = Self::launch_fingerprint(batch.template, &batch, &image_id);
         let mut outcomes = Vec::with_capacity(batch.agents.len());
         for agent in batch.agents {
             let result = self
-                .launch_one(
-                    &spec,
-                    &batch,
-                    &image_id,
-                    root_device.as_deref(),
-                    &fingerprint,
-                    agent,
-                )
+                .launch_one(&spec, &batch, &setup, &fingerprint, agent)
                 .await
                 .map(CloudId)
                 .map_err(BackendError::from);
@@ -167,8 +193,7 @@ impl Ec2Backend {
         &self,
         spec: &Ec2Spec,
         batch: &LaunchBatch<'_>,
-        image_id: &str,
-        root_device: Option<&str>,
+        setup: &LaunchSetup<'_>,
         fingerprint: &str,
         agent: &AgentLaunch,
     ) -> Result<String, Ec2Error> {
@@ -195,6 +220,7 @@ impl Ec2Backend {
                     .then_some(&agent.secret),
                 region: &self.api.region(),
                 environment: &template.environment,
+                platform: setup.platform,
             },
         )?;
         if let Some(parameter) = &parameter {
@@ -219,8 +245,7 @@ impl Ec2Backend {
         let base = self.run_request(
             spec,
             template,
-            image_id,
-            root_device,
+            setup,
             fingerprint,
             agent,
             parameter.as_deref(),
@@ -255,13 +280,13 @@ impl Ec2Backend {
         &self,
         spec: &Ec2Spec,
         template: &AgentTemplate,
-        image_id: &str,
-        root_device: Option<&str>,
+        setup: &LaunchSetup<'_>,
         fingerprint: &str,
         agent: &AgentLaunch,
         parameter: Option<&str>,
         user_data: String,
     ) -> Result<RunRequest, Ec2Error> {
+        let (image_id, root_device) = (setup.image_id, setup.root_device);
         let mut resource_tags: Vec<(String, String)> = spec
             .tags
             .iter()
@@ -309,7 +334,7 @@ impl Ec2Backend {
             image_id: image_id.to_owned(),
             instance_type: String::new(),
             subnet_id: None,
-            security_group_ids: spec.security_groups.clone(),
+            security_group_ids: setup.security_groups.to_vec(),
             instance_profile: spec.instance_profile.clone(),
             key_name: spec.key_name.clone(),
             require_imds_tokens: spec.metadata.require_tokens,

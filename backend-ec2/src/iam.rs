@@ -100,10 +100,12 @@ pub const OPERATIONS: &[AwsOperation] = &[
         service: "ec2",
         actions: &[own_instance("ec2:CreateTags", Need::WarmPool)],
     },
+    // Needed by every launch whose template names no `platform`: the AMI's
+    // platform comes from DescribeImages (cached per image id).
     AwsOperation {
         operation: "DescribeImages",
         service: "ec2",
-        actions: &[plain("ec2:DescribeImages", Need::ImageLookup)],
+        actions: &[plain("ec2:DescribeImages", Need::Always)],
     },
     AwsOperation {
         operation: "PutParameter",
@@ -135,14 +137,19 @@ pub const OPERATIONS: &[AwsOperation] = &[
             condition_keys: &[],
         }],
     },
+    // Security group names are resolved at launch: DescribeSubnets for the
+    // first subnet's VPC, DescribeSecurityGroups by name in it (`check`
+    // probes both too). Describe* actions support no resource-level
+    // permissions, so `Resource: "*"` (Service Authorization Reference,
+    // https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonec2.html).
     AwsOperation {
         operation: "DescribeSubnets",
         service: "ec2",
-        actions: &[plain("ec2:DescribeSubnets", Need::Check)],
+        actions: &[plain("ec2:DescribeSubnets", Need::Always)],
     },
     AwsOperation {
         operation: "DescribeSecurityGroups",
         service: "ec2",
-        actions: &[plain("ec2:DescribeSecurityGroups", Need::Check)],
+        actions: &[plain("ec2:DescribeSecurityGroups", Need::Always)],
     },
 ];

@@ -1,12 +1,15 @@
 //! The launch of one instance: AMI resolution and the fallback chain over
 //! market × instance type × subnet.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
 use sha2::{Digest, Sha256};
 
 use crate::api::{Ec2Api, ImageInfo, RunRequest, SpotRequest};
 use crate::error::{Ec2Error, SPOT_WIDE_CODES};
 use crate::pacing::{throttle_backoff, TokenBucket};
-use crate::spec::{AmiSelector, Ec2Spec};
+use crate::spec::{AmiSelector, Ec2Spec, Platform};
 use jenkins_cloud_core::ErrorClass;
 
 /// Retries of one attempt after throttling before giving up.
@@ -163,23 +166,92 @@ fn newest(images: Vec<ImageInfo>) -> Option<ImageInfo> {
     })
 }
 
-/// Resolves the spec's AMI to an image id and, when `need_root_device`, its root
-/// device name.
+/// What a launch needs to know about an image besides its id. Both are fixed
+/// when the image is registered, so they are cached by image id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageDetails {
+    /// The root device name (for a `root_volume` override).
+    pub root_device_name: Option<String>,
+    /// Windows or Linux, from DescribeImages' `Platform`.
+    pub platform: Platform,
+}
+
+impl ImageDetails {
+    fn of(image: &ImageInfo) -> Self {
+        Self {
+            root_device_name: image.root_device_name.clone(),
+            platform: Platform::of_image(image.platform.as_deref()),
+        }
+    }
+}
+
+/// An AMI selector resolved to an image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedAmi {
+    /// `ami-…`
+    pub id: String,
+    /// The image's details: always for a name filter, otherwise only when asked.
+    pub details: Option<ImageDetails>,
+}
+
+/// [`ImageDetails`] by image id, shared by every launch of a backend.
+#[derive(Debug, Default)]
+pub struct ImageCache(Mutex<HashMap<String, ImageDetails>>);
+
+impl ImageCache {
+    fn get(&self, id: &str) -> Option<ImageDetails> {
+        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(id).cloned()
+    }
+
+    fn put(&self, id: &str, details: &ImageDetails) {
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        map.insert(id.to_owned(), details.clone());
+    }
+}
+
+/// Resolves the spec's AMI to an image id and, when `need_root_device`, its
+/// root device name: [`resolve_image`] without a shared cache.
 pub async fn resolve_ami(
     api: &dyn Ec2Api,
     selector: &AmiSelector,
     need_root_device: bool,
 ) -> Result<(String, Option<String>), Ec2Error> {
+    let ami = resolve_image(api, selector, need_root_device, &ImageCache::default()).await?;
+    Ok((ami.id, ami.details.and_then(|d| d.root_device_name)))
+}
+
+/// Resolves the spec's AMI to an image id and, when `need_details` (root
+/// device for a `root_volume`, platform when the spec names none), its
+/// [`ImageDetails`]: from `cache`, or one DescribeImages by id. A name
+/// filter is resolved on every call (a newer image may have appeared).
+pub async fn resolve_image(
+    api: &dyn Ec2Api,
+    selector: &AmiSelector,
+    need_details: bool,
+    cache: &ImageCache,
+) -> Result<ResolvedAmi, Ec2Error> {
     let by_id = |id: String| async move {
-        if !need_root_device {
-            return Ok((id, None));
+        if !need_details {
+            return Ok(ResolvedAmi { id, details: None });
+        }
+        if let Some(details) = cache.get(&id) {
+            return Ok(ResolvedAmi {
+                id,
+                details: Some(details),
+            });
         }
         let image = newest(
             api.describe_images(vec![id.clone()], vec![], vec![])
                 .await?,
         )
         .ok_or_else(|| Ec2Error::AmiNotFound(format!("id {id}")))?;
-        Ok((image.id, image.root_device_name))
+        let details = ImageDetails::of(&image);
+        cache.put(&image.id, &details);
+        Ok(ResolvedAmi {
+            id: image.id,
+            details: Some(details),
+        })
     };
     match selector {
         AmiSelector::Id { id } => by_id(id.clone()).await,
@@ -203,7 +275,12 @@ pub async fn resolve_ami(
                 .ok_or_else(|| {
                     Ec2Error::AmiNotFound(format!("name `{name}` owned by {}", owners.join(", ")))
                 })?;
-            Ok((image.id, image.root_device_name))
+            let details = ImageDetails::of(&image);
+            cache.put(&image.id, &details);
+            Ok(ResolvedAmi {
+                id: image.id,
+                details: Some(details),
+            })
         }
     }
 }

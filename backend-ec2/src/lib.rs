@@ -11,8 +11,12 @@
 //!   stopped instances, bounded per template by `warm_pool_max`.
 //! * **Agent start** ([`userdata`]): user data installs Java if needed,
 //!   downloads `agent.jar` from the controller and runs it over WebSocket as a
-//!   restarting systemd service. The secret goes through a per-agent SSM
-//!   SecureString parameter by default, never through user data.
+//!   restarting systemd service; on Windows (`platform`, or a Windows AMI)
+//!   PowerShell user data runs it from a scheduled task at every boot. The
+//!   secret goes through a per-agent SSM SecureString parameter by default,
+//!   never through user data.
+//! * **Security groups** by id or by name ([`groups`]: names resolved in the
+//!   first subnet's VPC).
 //! * **Launch**: one RunInstances per agent (user data is per request), paced to
 //!   EC2's request bucket (5 burst, 2/s), with a ClientToken per attempt;
 //!   errors classified as capacity / throttled / transient / permanent.
@@ -25,6 +29,7 @@
 pub mod api;
 pub mod backend;
 pub mod error;
+pub mod groups;
 pub mod iam;
 pub mod launch;
 pub mod pacing;

@@ -7,7 +7,7 @@ use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types as ec2t;
 use jenkins_cloud_core::Secret;
 
-use crate::api::{Ec2Api, Filter, ImageInfo, InstanceInfo, RunRequest};
+use crate::api::{Ec2Api, Filter, ImageInfo, InstanceInfo, RunRequest, SecurityGroupInfo};
 use crate::error::Ec2Error;
 
 /// The EC2 and SSM clients the backend talks through.
@@ -311,8 +311,53 @@ impl Ec2Api for SdkApi {
                 id: i.image_id().unwrap_or_default().to_owned(),
                 creation_date: i.creation_date().map(str::to_owned),
                 root_device_name: i.root_device_name().map(str::to_owned),
+                // As text: AWS sends `windows`, which the SDK's enum (variant
+                // `Windows` = "Windows") only knows as an unknown value.
+                platform: i.platform().map(|p| p.as_str().to_owned()),
             })
             .collect())
+    }
+
+    async fn describe_subnets(&self, ids: Vec<String>) -> Result<Vec<(String, String)>, Ec2Error> {
+        let out = self
+            .ec2
+            .describe_subnets()
+            .set_subnet_ids(Some(ids))
+            .send()
+            .await
+            .map_err(|e| sdk_err("DescribeSubnets", e))?;
+        Ok(out
+            .subnets()
+            .iter()
+            .filter_map(|s| Some((s.subnet_id()?.to_owned(), s.vpc_id()?.to_owned())))
+            .collect())
+    }
+
+    async fn describe_security_groups(
+        &self,
+        f: Vec<Filter>,
+    ) -> Result<Vec<SecurityGroupInfo>, Ec2Error> {
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self
+                .ec2
+                .describe_security_groups()
+                .set_filters(Some(filters(f.clone())))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| sdk_err("DescribeSecurityGroups", e))?;
+            out.extend(page.security_groups().iter().map(|g| SecurityGroupInfo {
+                id: g.group_id().unwrap_or_default().to_owned(),
+                name: g.group_name().unwrap_or_default().to_owned(),
+                vpc_id: g.vpc_id().map(str::to_owned),
+            }));
+            match page.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn put_secure_parameter(&self, name: String, value: Secret) -> Result<(), Ec2Error> {

@@ -14,6 +14,7 @@ use crate::api::{InstanceInfo, MockEc2Api, RunRequest};
 use crate::error::Ec2Error;
 use crate::Ec2Backend;
 
+mod platform;
 mod warm_pool;
 
 const SECRET: &str = "5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa5ec8e7aa";
@@ -55,7 +56,21 @@ fn mock_runs(
     api.expect_region().return_const("us-east-1".to_owned());
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
     api.expect_delete_parameter().returning(|_| Ok(()));
+    linux_images(&mut api);
     (api, seen)
+}
+
+/// DescribeImages by id answers a Linux image with root device `/dev/xvda`
+/// (launches look the platform up when the spec names none).
+pub(crate) fn linux_images(api: &mut MockEc2Api) {
+    api.expect_describe_images().returning(|ids, _, _| {
+        Ok(vec![crate::api::ImageInfo {
+            id: ids.first().cloned().unwrap_or_else(|| "ami-1".into()),
+            creation_date: None,
+            root_device_name: Some("/dev/xvda".into()),
+            platform: None,
+        }])
+    });
 }
 
 fn capacity(code: &str) -> Ec2Error {
@@ -209,6 +224,7 @@ async fn throttling_backs_off_and_repeats_the_same_request() {
 async fn permanent_errors_stop_at_once_and_clean_up_the_parameter() {
     let seen = Arc::new(Mutex::new(0));
     let mut api = MockEc2Api::new();
+    linux_images(&mut api);
     let count = seen.clone();
     api.expect_run_instance().returning(move |_| {
         *count.lock().unwrap() += 1;
@@ -240,14 +256,7 @@ async fn permanent_errors_stop_at_once_and_clean_up_the_parameter() {
 
 #[tokio::test(start_paused = true)]
 async fn request_carries_profile_imds_volume_and_tags_but_no_secret() {
-    let (mut api, seen) = mock_runs(|_, _| Ok("i-1".into()));
-    api.expect_describe_images().returning(|_, _, _| {
-        Ok(vec![crate::api::ImageInfo {
-            id: "ami-1".into(),
-            creation_date: None,
-            root_device_name: Some("/dev/xvda".into()),
-        }])
-    });
+    let (api, seen) = mock_runs(|_, _| Ok("i-1".into()));
     launch_one(
         api,
         json!({"ami": {"id": "ami-1"}, "instance_types": ["m5.large"], "instance_profile": "jenkins-agent",

@@ -9,9 +9,14 @@ use common::{agent, harness, launch, secret_of};
 use jenkins_cloud_core::backend::{Backend, CloudId, CloudState};
 use jenkins_cloud_core::ErrorClass;
 use jenkins_cloud_ec2::api::Ec2Api;
-use jenkins_cloud_ec2::launch::resolve_ami;
-use jenkins_cloud_ec2::spec::AmiSelector;
+use jenkins_cloud_ec2::launch::{resolve_ami, resolve_image, ImageCache};
+use jenkins_cloud_ec2::spec::{AmiSelector, Platform};
 use serde_json::json;
+
+#[path = "moto/groups.rs"]
+mod groups;
+#[path = "moto/windows.rs"]
+mod windows;
 
 fn tag<'a>(tags: &'a [aws_sdk_ec2::types::Tag], key: &str) -> Option<&'a str> {
     tags.iter()
@@ -459,6 +464,15 @@ async fn ami_resolution_by_filter_and_ssm_parameter() {
     let (id, root) = resolve_ami(api, &selector, true).await.unwrap();
     assert_eq!(Some(id.as_str()), newest.image_id());
     assert_eq!(root.as_deref(), newest.root_device_name());
+    let cache = ImageCache::default();
+    let ami = resolve_image(api, &selector, true, &cache).await.unwrap();
+    assert_eq!(Some(ami.id.as_str()), newest.image_id());
+    let details = ami.details.unwrap();
+    assert_eq!(
+        details.root_device_name.as_deref(),
+        newest.root_device_name()
+    );
+    assert_eq!(details.platform, Platform::Linux);
 
     let missing = AmiSelector::Filter {
         name: "no-such-image-*".into(),

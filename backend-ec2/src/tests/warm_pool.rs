@@ -231,6 +231,7 @@ fn launch_mock(
     let mut api = MockEc2Api::new();
     api.expect_region().return_const("us-east-1".to_owned());
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
+    super::linux_images(&mut api);
     api.expect_run_instance().never();
     api.expect_describe_instances().returning(move |filters| {
         if is_agent_lookup(&filters) {
@@ -381,6 +382,7 @@ async fn the_bound_of_the_latest_launch_wins_over_the_tagged_one() {
     // now says 1 and this process launched with it: only one place is left.
     let (t, _) = warm_template(1);
     let mut api = MockEc2Api::new();
+    super::linux_images(&mut api);
     api.expect_region().return_const("us-east-1".to_owned());
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
     api.expect_delete_parameter().returning(|_| Ok(()));
@@ -489,6 +491,7 @@ async fn a_retried_launch_returns_the_instance_already_started_for_the_agent() {
     let mut api = MockEc2Api::new();
     api.expect_region().return_const("us-east-1".to_owned());
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
+    super::linux_images(&mut api);
     api.expect_run_instance().never();
     api.expect_start_instances().never();
     let name = agent(1).agent_name;
@@ -518,6 +521,7 @@ async fn a_retried_launch_returns_the_instance_already_started_for_the_agent() {
 async fn a_warm_start_that_fails_clears_the_new_agents_tags_again() {
     let (t, fp) = warm_template(5);
     let mut api = MockEc2Api::new();
+    super::linux_images(&mut api);
     api.expect_region().return_const("us-east-1".to_owned());
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
     api.expect_describe_instances().returning(move |filters| {
@@ -578,6 +582,7 @@ async fn a_reused_member_stopped_again_by_ec2_is_released_by_its_retire() {
     let phase = Arc::new(Mutex::new(0));
     let p = phase.clone();
     let mut api = MockEc2Api::new();
+    super::linux_images(&mut api);
     api.expect_region().return_const("us-east-1".to_owned());
     api.expect_put_secure_parameter().returning(|_, _| Ok(()));
     api.expect_delete_parameter().returning(|_| Ok(()));

@@ -101,8 +101,18 @@ impl Harness {
         Ec2Backend::with_api(OwnerId::new(owner).unwrap(), self.api.clone())
     }
 
-    /// Some AMI moto knows, with its root device.
+    /// Some Linux AMI moto knows, with its root device (moto also ships
+    /// Windows AMIs, whose launches get PowerShell user data).
     pub async fn some_ami(&self) -> String {
+        self.ami_of(false).await
+    }
+
+    /// Some Windows AMI moto knows (DescribeImages says `Platform: windows`).
+    pub async fn windows_ami(&self) -> String {
+        self.ami_of(true).await
+    }
+
+    async fn ami_of(&self, windows: bool) -> String {
         let images = self
             .ec2
             .describe_images()
@@ -113,6 +123,12 @@ impl Harness {
         images
             .images()
             .iter()
+            // The SDK's enum spells it `Windows`; AWS (and moto) send `windows`.
+            .filter(|i| {
+                i.platform()
+                    .is_some_and(|p| p.as_str().eq_ignore_ascii_case("windows"))
+                    == windows
+            })
             .find_map(|i| i.image_id())
             .expect("moto ships default AMIs")
             .to_owned()

@@ -235,6 +235,9 @@ clouds:
       - name: vm-filter
         labels: vm3
         spec: {{ami: {{name: "no-such-image-*", owners: [self]}}, instance_types: [t3.micro]}}
+      - name: vm-names
+        labels: vm4
+        spec: {{ami: {{id: "{ami}"}}, instance_types: [t3.micro], subnets: ["{subnet}"], security_groups: [agents, no-such-group]}}
 "#,
         url = fake.url(),
         ep = a.endpoint,
@@ -284,6 +287,17 @@ clouds:
     );
     assert_eq!(
         level("clouds[1] vm: security group sg-0000000000000dead"),
+        Level::Fail
+    );
+    // Group names: each with the id it resolves to, or a FAIL naming it.
+    let named = f
+        .iter()
+        .find(|x| x.subject == "clouds[1] vm: templates[3] vm-names: security group `agents`")
+        .unwrap_or_else(|| panic!("no finding for `agents` in\n{}", report.render_text()));
+    assert_eq!(named.level, Level::Ok);
+    assert!(named.message.contains(&a.sg), "{named:?}");
+    assert_eq!(
+        level("clouds[1] vm: templates[3] vm-names: security group `no-such-group`"),
         Level::Fail
     );
     assert!(report.has_failures());

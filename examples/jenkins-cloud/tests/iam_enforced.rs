@@ -39,9 +39,12 @@ use jenkins_cloud_fargate::{FargateBackend, FargateConfig};
 use serde_json::{json, Value};
 
 const AMI_PARAMETER: &str = "/test/jenkins-agent-ami";
+/// The name of the security group `network` creates (templates may name it).
+const AGENTS_GROUP: &str = "agents";
 
 /// The configuration whose policy is tested: a Fargate cloud (plain and
-/// batched templates) and an EC2 cloud (warm pool, SSM secrets, AMI by SSM).
+/// batched templates) and an EC2 cloud (warm pool, SSM secrets, AMI by SSM,
+/// a security group by name).
 fn config(subnet: &str, sg: &str, image: &str, endpoint: &str) -> Config {
     let text = format!(
         r#"owner: ci-iam
@@ -67,7 +70,7 @@ clouds:
     templates:
       - name: pooled
         labels: pooled
-        spec: {{ami: {{ssm_parameter: "{AMI_PARAMETER}"}}, instance_types: [t3.micro], subnets: [{subnet}], security_groups: [{sg}], warm_pool: true}}
+        spec: {{ami: {{ssm_parameter: "{AMI_PARAMETER}"}}, instance_types: [t3.micro], subnets: [{subnet}], security_groups: [{AGENTS_GROUP}], warm_pool: true}}
       - name: byid
         labels: byid
         spec: {{ami: {{id: "{image}"}}, root_volume: {{size_gib: 30}}, spot: {{fallback_to_on_demand: true}}, instance_types: [t3.micro], subnets: [{subnet}], security_groups: [{sg}]}}
@@ -406,7 +409,7 @@ async fn network(server: &MotoServer) -> (String, String, String) {
     let sg = c
         .ec2
         .create_security_group()
-        .group_name("agents")
+        .group_name(AGENTS_GROUP)
         .description("agents")
         .vpc_id(&vpc_id)
         .send()

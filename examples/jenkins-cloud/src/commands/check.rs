@@ -1,7 +1,8 @@
 //! `check`: the configuration is valid; now probe what it points at. Jenkins:
 //! reachable, credentials, the demand mode its permissions allow, version,
 //! placeholders. Each cloud: Fargate clusters, subnets, security groups, image;
-//! EC2 AMIs, subnets, security groups. Read-only: nothing is created.
+//! EC2 AMIs, subnets, security groups (names with the ids they resolve to).
+//! Read-only: nothing is created.
 //!
 //! Every [`Finding`] is OK, WARN or FAIL with what to fix; any FAIL makes the
 //! command exit non-zero.
@@ -11,6 +12,8 @@ use std::fmt;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use jenkins_cloud_core::jenkins::client::{placeholder_name, DemandMode, JenkinsClient};
 use jenkins_cloud_core::jenkins::{JenkinsApi, JenkinsError};
+use jenkins_cloud_ec2::groups::{is_group_id, resolve_names};
+use jenkins_cloud_ec2::sdk::SdkApi;
 use jenkins_cloud_ec2::spec::AmiSelector;
 use jenkins_cloud_ec2::Ec2Spec;
 use jenkins_cloud_fargate::FargateSpec;
@@ -647,7 +650,15 @@ async fn check_ec2(cloud: &CloudSettings, prefix: &str, clients: &AwsClients) ->
             }
         };
         push_unique(&mut subnets, &spec.subnets);
-        push_unique(&mut groups, &spec.security_groups);
+        let (ids, names): (Vec<String>, Vec<String>) = spec
+            .security_groups
+            .iter()
+            .cloned()
+            .partition(|g| is_group_id(g));
+        push_unique(&mut groups, &ids);
+        if let (Some(subnet), false) = (spec.subnets.first(), names.is_empty()) {
+            out.extend(group_name_findings(&tsubject, clients, subnet, &names).await);
+        }
         if let Some(p) = &spec.instance_profile {
             push_unique(&mut profiles, std::slice::from_ref(p));
         }
@@ -662,6 +673,39 @@ async fn check_ec2(cloud: &CloudSettings, prefix: &str, clients: &AwsClients) ->
         ));
     }
     out
+}
+
+/// Each security group name of a template with the id it resolves to in
+/// the first subnet's VPC, as launches resolve it.
+async fn group_name_findings(
+    tsubject: &str,
+    clients: &AwsClients,
+    subnet: &str,
+    names: &[String],
+) -> Vec<Finding> {
+    let api = SdkApi::new(clients.ec2.clone(), clients.ssm.clone());
+    match resolve_names(&api, subnet, names).await {
+        Ok(r) => r
+            .groups
+            .into_iter()
+            .map(|(name, id)| {
+                let subject = format!("{tsubject}: security group `{name}`");
+                match id {
+                    Some(id) => Finding::ok(subject, format!("resolves to {id} (vpc {})", r.vpc_id)),
+                    None => Finding::fail(
+                        subject,
+                        format!("no group of that name in vpc {} (the VPC of {subnet})", r.vpc_id),
+                        "create the group in that VPC, or fix `security_groups` (a name or an sg- id)",
+                    ),
+                }
+            })
+            .collect(),
+        Err(e) => vec![Finding::fail(
+            format!("{tsubject}: security groups {}", names.join(", ")),
+            format!("cannot resolve the names: {e}"),
+            AWS_FIX,
+        )],
+    }
 }
 
 async fn ami_finding(subject: &str, ami: &AmiSelector, clients: &AwsClients) -> Finding {
