@@ -239,7 +239,7 @@ fn checklist(
     }
     if !unset.is_empty() {
         list.push(format!(
-            "Not validated here because {} unset: run `jenkins-cloud check` where they are set.",
+            "Not validated here, as these variables are not set here: {}; run `jenkins-cloud check` where they are.",
             unset.join(", ")
         ));
     }
