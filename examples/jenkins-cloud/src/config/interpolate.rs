@@ -81,13 +81,6 @@ impl fmt::Display for ExpandError {
     }
 }
 
-/// Whether `text` holds a `${` that is not escaped.
-pub fn has_reference(text: &str) -> bool {
-    let b = text.as_bytes();
-    (0..b.len().saturating_sub(1))
-        .any(|i| b[i] == b'$' && b[i + 1] == b'{' && (i == 0 || b[i - 1] != b'^'))
-}
-
 /// The end (exclusive) of the reference starting at `start` (at `${`), or
 /// `None` when it is not closed.
 fn closing(text: &str, start: usize) -> Option<usize> {
@@ -319,12 +312,5 @@ mod tests {
                 assert!(out.len() <= text.len() * 4 + 16, "{text:?} → {out:?}");
             }
         }
-    }
-
-    #[test]
-    fn detects_references() {
-        assert!(has_reference("x${A}"));
-        assert!(!has_reference("^${A}"));
-        assert!(!has_reference("$ {A}"));
     }
 }
